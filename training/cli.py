@@ -1,0 +1,99 @@
+"""The ``metasteer`` command: one entry point, a subcommand per job.
+
+Every command that reports numbers prints them as one JSON object on the last line with ``--json``;
+long ones show a progress bar on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable
+
+from training.config import add_arguments, from_args
+
+Handler = Callable[[argparse.Namespace], dict | None]
+
+
+def _emit(result: dict | None, as_json: bool) -> None:
+    if result is None:
+        return
+    if as_json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+
+
+def _cmd_collect(args: argparse.Namespace) -> dict:
+    from training.data.collect import CollectConfig, collect
+    from training.world.factory import WorldConfig
+
+    manifest = collect(Path(args.out), from_args(WorldConfig, args), from_args(CollectConfig, args), progress=not args.no_progress)
+    return {"out": args.out, "frames": manifest["frames"], "counts": manifest["counts"],
+            "abnormal_share": manifest["abnormal_share"], "shards": len(manifest["shards"])}
+
+
+def _cmd_show(args: argparse.Namespace) -> dict:
+    from training.data.contact_sheet import contact_sheet
+    from training.data.dataset import DrivingDataset
+
+    dataset = DrivingDataset(args.dataset)
+    path = contact_sheet(dataset, args.out, per_group=args.per_group, seed=args.seed)
+    return {"sheet": str(path), "frames": len(dataset), "abnormal_share": dataset.manifest["abnormal_share"]}
+
+
+def _cmd_bench_sim(args: argparse.Namespace) -> dict:
+    from training.bench.sim import bench_sim
+
+    return bench_sim(steps=args.steps, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from training.data.collect import CollectConfig
+    from training.world.factory import WorldConfig
+
+    parser = argparse.ArgumentParser(prog="metasteer", description="Meta-learned losses for steering: world, data, training, deployment.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, handler: Handler, help_text: str, parent=sub) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--json", action="store_true", help="print the result as one JSON object (last line)")
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("collect", _cmd_collect, "record an imbalanced driving dataset (resumes if killed)")
+    add_arguments(p, WorldConfig)
+    add_arguments(p, CollectConfig)
+    p.add_argument("--out", required=True, help="dataset directory")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = command("show", _cmd_show, "write a contact sheet of a dataset's normal and abnormal frames")
+    p.add_argument("dataset", help="dataset directory")
+    p.add_argument("--out", required=True, help="PNG to write")
+    p.add_argument("--per-group", type=int, default=12, help="frames shown per group")
+    p.add_argument("--seed", type=int, default=0, help="which frames are picked")
+
+    bench = sub.add_parser("bench", help="benchmarks (print JSON)").add_subparsers(dest="bench", required=True)
+    p = command("sim", _cmd_bench_sim, "embedded world steps/s with its camera, one core", parent=bench)
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from training.data.format import DatasetError
+
+    try:
+        _emit(args.handler(args), args.json)
+    except (DatasetError, ConnectionError) as exc:
+        print(f"metasteer {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

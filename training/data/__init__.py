@@ -1,0 +1,1 @@
+"""Driving datasets: recorded frames, labels and scene features on disk (see ``format``)."""

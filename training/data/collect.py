@@ -1,0 +1,182 @@
+"""Record a driving dataset: the expert drives (with injected steering noise, so the data holds
+recovery states), each kept frame is stored with the expert's steering as its label."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from training.data.format import (COLOUR_ORDER, FORMAT_NAME, FORMAT_VERSION, DatasetError, atomic_write_bytes,
+                                  atomic_write_json, read_json, sha256_file, shard_name, shard_paths)
+from training.world.base import FIXED_DELTA_S, SCENE_CATEGORIES, SceneFeatures, VehicleControl
+from training.world.factory import WorldConfig, make_world
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """Triangular steering perturbations on top of the expert (Codevilla et al. style).
+
+    Bursts start at ``bursts_per_s``, last ``duration_s`` and peak at up to ``amplitude``
+    (steer units); the label stays the expert's command.
+    """
+
+    bursts_per_s: float = 0.08
+    duration_s: tuple[float, float] = (0.5, 1.5)
+    amplitude: float = 0.25
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """A collection request; two runs with equal requests write identical datasets."""
+
+    frames: int = field(default=20000, metadata={"help": "frames to record"})
+    seed: int = field(default=0, metadata={"help": "seed of every route, scene and perturbation"})
+    frames_per_shard: int = field(default=2000, metadata={"help": "frames per shard file"})
+    record_every: int = field(default=2, metadata={"help": "keep one frame every N 20 Hz steps"})
+    noise: bool = field(default=True, metadata={"help": "inject steering perturbations (recovery data)"})
+    workers: int = field(default=2, metadata={"help": "parallel processes, one shard each"})
+
+
+class _Perturbation:
+    def __init__(self, cfg: NoiseConfig, rng: np.random.Generator) -> None:
+        self.cfg, self.rng = cfg, rng
+        self.t, self.length, self.peak = 0.0, 0.0, 0.0
+
+    def step(self, dt: float) -> float:
+        if self.t >= self.length and self.rng.random() < self.cfg.bursts_per_s * dt:
+            self.t, self.length = 0.0, self.rng.uniform(*self.cfg.duration_s)
+            self.peak = self.rng.uniform(-self.cfg.amplitude, self.cfg.amplitude)
+        if self.t >= self.length:
+            return 0.0
+        self.t += dt
+        return self.peak * (1.0 - abs(2.0 * self.t / self.length - 1.0))
+
+
+def episode_seed(seed: int, shard: int, episode: int) -> int:
+    return int(np.random.SeedSequence([seed, shard, episode]).generate_state(1)[0])
+
+
+def record_shard(world_cfg: WorldConfig, cfg: CollectConfig, shard: int, n_frames: int) -> tuple[np.ndarray, pa.Table]:
+    """Drive episodes drawn from ``(seed, shard)`` until ``n_frames`` frames are kept."""
+    images: list[np.ndarray] = []
+    rows: dict[str, list] = {k: [] for k in ("episode_seed", "step", "time_s", "steer", "steer_executed",
+                                               "throttle", "brake", "route_completion", "category")}
+    for name in SceneFeatures.names():
+        rows[name] = []
+    with make_world(world_cfg) as world:
+        episode = 0
+        while len(images) < n_frames:
+            ep_seed = episode_seed(cfg.seed, shard, episode)
+            noise = _Perturbation(NoiseConfig(), np.random.default_rng(ep_seed ^ 0x5EED))
+            obs = world.reset(ep_seed)
+            step = 0
+            while not obs.done and len(images) < n_frames:
+                expert = obs.expert_control
+                offset = noise.step(FIXED_DELTA_S) if cfg.noise else 0.0
+                executed = VehicleControl(expert.throttle, float(np.clip(expert.steer + offset, -1, 1)), expert.brake)
+                if step % cfg.record_every == 0:
+                    obs.features.steer_noise = offset
+                    images.append(obs.image[:, :, :3])
+                    for k, v in (("episode_seed", ep_seed), ("step", step), ("time_s", obs.time_s), ("steer", expert.steer),
+                                 ("steer_executed", executed.steer), ("throttle", expert.throttle), ("brake", expert.brake),
+                                 ("route_completion", obs.route_completion), ("category", obs.category)):
+                        rows[k].append(v)
+                    for name, v in asdict(obs.features).items():
+                        rows[name].append(v)
+                step += 1
+                obs = world.step(executed, render=step % cfg.record_every == 0)
+            episode += 1
+    table = pa.table({k: pa.array(v, type=pa.string() if k == "category" else None) for k, v in rows.items()})
+    return np.stack(images).astype(np.uint8), table
+
+
+def _write_shard(root: Path, shard: int, images: np.ndarray, table: pa.Table) -> dict:
+    paths = shard_paths(root, shard)
+    buf = io.BytesIO()
+    np.save(buf, images, allow_pickle=False)
+    atomic_write_bytes(paths["images"], buf.getvalue())
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    atomic_write_bytes(paths["labels"], buf.getvalue())
+    marker = {"name": shard_name(shard), "frames": int(len(images)),
+              "images_sha256": sha256_file(paths["images"]), "labels_sha256": sha256_file(paths["labels"]),
+              "counts": {c: int(n) for c, n in zip(*np.unique(table["category"].to_numpy(zero_copy_only=False), return_counts=True))}}
+    atomic_write_json(paths["marker"], marker)
+    return marker
+
+
+def _shard_job(job: tuple) -> dict:
+    root, world_cfg, cfg, shard, n = job
+    images, table = record_shard(world_cfg, cfg, shard, n)
+    return _write_shard(Path(root), shard, images, table)
+
+
+def _shard_sizes(cfg: CollectConfig) -> list[int]:
+    n_shards = math.ceil(cfg.frames / cfg.frames_per_shard)
+    return [min(cfg.frames_per_shard, cfg.frames - k * cfg.frames_per_shard) for k in range(n_shards)]
+
+
+def collect(out: Path, world_cfg: WorldConfig, cfg: CollectConfig, progress: bool = True) -> dict:
+    """Record (or resume recording) a dataset into ``out``; returns its manifest."""
+    out = Path(out)
+    request = {"world": asdict(world_cfg), "collect": {k: v for k, v in asdict(cfg).items() if k != "workers"}}
+    request_path = out / "request.json"
+    if request_path.exists():
+        previous = read_json(request_path)
+        if previous != json.loads(json.dumps(request)):
+            raise DatasetError(f"{out}: holds a collection with a different request ({request_path}); "
+                               "use another --out or the same arguments to resume")
+    (out / "shards").mkdir(parents=True, exist_ok=True)
+    atomic_write_json(request_path, request)
+
+    sizes = _shard_sizes(cfg)
+    done = {k for k in range(len(sizes)) if shard_paths(out, k)["marker"].exists()}
+    todo = [(str(out), world_cfg, cfg, k, n) for k, n in enumerate(sizes) if k not in done]
+    from tqdm import tqdm
+
+    bar = tqdm(total=cfg.frames, initial=sum(sizes[k] for k in done), unit="frame", desc="collect", disable=not progress)
+    if todo:
+        if cfg.workers > 1 and len(todo) > 1:
+            with get_context("spawn").Pool(min(cfg.workers, len(todo))) as pool:
+                for marker in pool.imap_unordered(_shard_job, todo):
+                    bar.update(marker["frames"])
+        else:
+            for job in todo:
+                bar.update(_shard_job(job)["frames"])
+    bar.close()
+    return write_manifest(out, world_cfg, cfg, len(sizes))
+
+
+def write_manifest(out: Path, world_cfg: WorldConfig, cfg: CollectConfig, n_shards: int) -> dict:
+    from training.world.base import pilotnet_camera
+
+    markers = [read_json(shard_paths(out, k)["marker"]) for k in range(n_shards)]
+    counts = {c: sum(m["counts"].get(c, 0) for m in markers) for c in SCENE_CATEGORIES}
+    frames = sum(m["frames"] for m in markers)
+    images = np.load(shard_paths(out, 0)["images"], mmap_mode="r")
+    manifest = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "world": world_cfg.world,
+        "seed": cfg.seed,
+        "config": {"world": asdict(world_cfg), "collect": asdict(cfg)},
+        "camera": asdict(pilotnet_camera(world_cfg.width, world_cfg.height)),
+        "image_shape": list(images.shape[1:]),
+        "colour_order": COLOUR_ORDER,
+        "frames": frames,
+        "counts": counts,
+        "abnormal_share": 1.0 - counts["normal"] / max(frames, 1),
+        "label": {"name": "steer", "range": [-1, 1], "meaning": "CARLA steer, +1 = full right, expert command"},
+        "features": SceneFeatures.names(),
+        "shards": markers,
+    }
+    atomic_write_json(out / "manifest.json", manifest)
+    return manifest

@@ -1,0 +1,89 @@
+"""Open a recorded dataset: verified shards, memory-mapped frames, labels and features as arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from training.data.format import FORMAT_NAME, FORMAT_VERSION, DatasetError, read_json, sha256_file, shard_paths
+
+
+@dataclass
+class Shard:
+    images: np.ndarray  # (N, H, W, 3) uint8 BGR, memory-mapped
+    labels: pa.Table
+
+
+def _open_shard(root: Path, index: int, expected: dict, verify: bool) -> Shard:
+    paths = shard_paths(root, index)
+    for kind in ("images", "labels"):
+        path = paths[kind]
+        if not path.exists():
+            raise DatasetError(f"{path}: missing {kind} shard listed in the manifest")
+        if verify and sha256_file(path) != expected[f"{kind}_sha256"]:
+            raise DatasetError(f"{path}: checksum mismatch (corrupt or modified {kind} shard)")
+    try:
+        images = np.load(paths["images"], mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DatasetError(f"{paths['images']}: truncated or corrupt image shard ({exc})") from None
+    try:
+        labels = pq.read_table(paths["labels"])
+    except (pa.ArrowException, OSError) as exc:
+        raise DatasetError(f"{paths['labels']}: truncated or corrupt label shard ({exc})") from None
+    if images.ndim != 4 or images.dtype != np.uint8 or len(images) != expected["frames"] or labels.num_rows != expected["frames"]:
+        raise DatasetError(f"{paths['images']}: holds {images.shape} {images.dtype} and {labels.num_rows} label rows; "
+                           f"the manifest says {expected['frames']} uint8 frames")
+    return Shard(images, labels)
+
+
+class DrivingDataset:
+    """Frames and labels of a dataset directory (see ``training.data.format``).
+
+    ``verify=True`` checks every shard's SHA-256 against the manifest before use, so a corrupt file
+    is reported by name instead of being trained on.
+    """
+
+    def __init__(self, root: str | Path, verify: bool = True) -> None:
+        self.root = Path(root)
+        if not (self.root / "manifest.json").exists():
+            hint = " (collection unfinished: run the same collect command to resume)" if (self.root / "request.json").exists() else ""
+            raise DatasetError(f"{self.root / 'manifest.json'}: missing; not a complete metasteer dataset{hint}")
+        self.manifest = read_json(self.root / "manifest.json")
+        if self.manifest.get("format") != FORMAT_NAME or self.manifest.get("version") != FORMAT_VERSION:
+            raise DatasetError(f"{self.root / 'manifest.json'}: not a {FORMAT_NAME} v{FORMAT_VERSION} manifest")
+        self.shards = [_open_shard(self.root, k, m, verify) for k, m in enumerate(self.manifest["shards"])]
+        self._offsets = np.cumsum([0] + [len(s.images) for s in self.shards])
+        self.columns = {name: np.concatenate([s.labels[name].to_numpy(zero_copy_only=False) for s in self.shards])
+                        for name in self.shards[0].labels.column_names}
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    @property
+    def steer(self) -> np.ndarray:
+        return self.columns["steer"].astype(np.float32)
+
+    @property
+    def abnormal(self) -> np.ndarray:
+        return self.columns["abnormal"].astype(bool)
+
+    def features(self, names: list[str] | None = None) -> np.ndarray:
+        """(N, F) float32 scene features, in manifest order unless ``names`` picks some."""
+        names = names or self.manifest["features"]
+        return np.stack([self.columns[n] for n in names], axis=1).astype(np.float32)
+
+    def images(self, index: np.ndarray | list[int]) -> np.ndarray:
+        """(len(index), H, W, 3) uint8 BGR frames, gathered shard by shard."""
+        index = np.asarray(index, dtype=np.int64)
+        if index.size and (index.min() < 0 or index.max() >= len(self)):
+            raise IndexError(f"frame index out of range [0, {len(self)})")
+        shard = np.searchsorted(self._offsets, index, side="right") - 1
+        out = np.empty((len(index),) + tuple(self.manifest["image_shape"]), dtype=np.uint8)
+        for k in np.unique(shard):
+            sel = shard == k
+            out[sel] = self.shards[k].images[index[sel] - self._offsets[k]]
+        return out

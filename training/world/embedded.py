@@ -1,0 +1,193 @@
+"""The embedded world: procedural roads, rare scenes on demand, a forward camera, an expert driver
+and CARLA-style infractions, headless and deterministic per seed."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from metasteer.control import SpeedController
+from metasteer.infractions import BROKEN, SOLID, EpisodeMetrics, EventType, InfractionEvent
+from training.world.actors import PEDESTRIAN, STATIC, VEHICLE, Actor, ScenarioConfig, box_corners, boxes_overlap, spawn_scenarios
+from training.world.base import FAR_M, FIXED_DELTA_S, CameraSpec, Observation, SceneFeatures, VehicleControl, World, pilotnet_camera
+from training.world.camera import EDGE_LINE_D, Camera, Look
+from training.world.expert import Expert, ExpertParams
+from training.world.road import EGO_LANE_D, HALF_WIDTH_M, Road, RoadConfig
+from training.world.vehicle import VehicleParams, VehicleState
+
+SHARP_CURVATURE_1PM = 1.0 / 30.0  # bends tighter than 30 m radius count as rare scenes
+IN_PATH_RANGE_M = (-8.0, 35.0)  # an obstacle makes the scene abnormal from 35 m before to 8 m after it
+ROUTE_END_MARGIN_M = 40.0
+LOST_OFFSET_M = 9.0  # this far from the centreline the episode ends
+_MARKINGS = ((0.0, BROKEN), (EDGE_LINE_D, SOLID), (-EDGE_LINE_D, SOLID))
+
+
+@dataclass(frozen=True)
+class EmbeddedConfig:
+    """Everything that shapes an embedded episode; the seed passed to ``reset`` draws the rest."""
+
+    camera: CameraSpec = field(default_factory=pilotnet_camera)
+    road: RoadConfig = RoadConfig()
+    scenarios: ScenarioConfig = ScenarioConfig()
+    vehicle: VehicleParams = VehicleParams()
+    expert: ExpertParams = ExpertParams()
+    target_speed_mps: float = 8.0
+    end_on_collision: bool = True
+    randomise_look: bool = True
+    max_time_s: float = 600.0
+
+
+class EmbeddedWorld(World):
+    """A ``World`` simulated in-process at ``FIXED_DELTA_S``; see the module docstring."""
+
+    def __init__(self, config: EmbeddedConfig = EmbeddedConfig()) -> None:
+        self.config = config
+        self.camera = config.camera
+        self.metrics = EpisodeMetrics()
+
+    # ---- episode ---------------------------------------------------------------------------------
+
+    def reset(self, seed: int) -> Observation:
+        cfg = self.config
+        rng = np.random.default_rng(seed)
+        self.road = Road.generate(rng, cfg.road, cfg.scenarios.sharp_bends_per_km)
+        self.actors: list[Actor] = spawn_scenarios(self.road, cfg.scenarios, rng, cfg.target_speed_mps)
+        self.look = Look.random(rng) if cfg.randomise_look else Look()
+        self.cam = Camera(cfg.camera, self.look)
+        self.expert = Expert(self.road, cfg.vehicle, cfg.expert)
+        self.expert_speed = SpeedController(cfg.target_speed_mps, dt_s=FIXED_DELTA_S)
+        x, y, yaw = self.road.pose(5.0, EGO_LANE_D)
+        self.ego = VehicleState(float(x), float(y), float(yaw), cfg.target_speed_mps)
+        self.ego_s, self.ego_d = 5.0, EGO_LANE_D
+        self.time_s = 0.0
+        self.metrics = EpisodeMetrics()
+        self._contacts: set[int] = set()
+        self._markings_touched: set[float] = set()
+        self._off_road = False
+        self._done = False
+        return self._observe([], render=True)
+
+    def step(self, control: VehicleControl, render: bool = True) -> Observation:
+        """Advance one step. ``render=False`` skips the camera (the image is then ``None``)."""
+        if self._done:
+            raise RuntimeError("episode is over: call reset(seed) first")
+        cfg = self.config
+        dist = self.ego.step(cfg.vehicle, control.steer, control.throttle, control.brake, FIXED_DELTA_S)
+        self.time_s += FIXED_DELTA_S
+        for a in self.actors:
+            a.update(FIXED_DELTA_S, self.ego_s)
+        self.ego_s, self.ego_d = self.road.project(self.ego.x, self.ego.y, s_hint=self.ego_s)
+        events = self._infractions()
+        completion = self.route_completion
+        self.metrics.add_step(FIXED_DELTA_S, dist, completion, self._off_road)
+        for e in events:
+            self.metrics.add_event(e)
+        collided = any(e.type.is_collision for e in events)
+        self._done = (
+            completion >= 1.0
+            or (collided and cfg.end_on_collision)
+            or abs(self.ego_d) > LOST_OFFSET_M
+            or self.time_s >= cfg.max_time_s
+        )
+        return self._observe(events, render)
+
+    @property
+    def route_completion(self) -> float:
+        return min(1.0, max(0.0, self.ego_s / (self.road.length_m - ROUTE_END_MARGIN_M)))
+
+    # ---- perception of the state ------------------------------------------------------------------
+
+    def _observe(self, events: list[InfractionEvent], render: bool) -> Observation:
+        plans, must_stop = self.expert.plan(self._front_s, self.ego.speed_mps, self.actors)
+        steer = self.expert.steer(self.ego, self.ego_s, plans)
+        self.expert_speed.target_speed_mps = 0.0 if must_stop else self.config.target_speed_mps
+        throttle, brake = self.expert_speed.run_step(self.ego.speed_mps)
+        features, category = self._features()
+        image = None
+        if render:
+            self.cam.set_vehicle_pose(self.ego.x, self.ego.y, self.ego.yaw)
+            image = self.cam.render(self.road, self.ego_s, self.actors)
+        return Observation(image, self.ego.speed_mps, self.time_s, features, category,
+                           VehicleControl(throttle, steer, brake), self.route_completion, events, self._done)
+
+    @property
+    def _front_s(self) -> float:
+        return self.ego_s + self.config.vehicle.length / 2.0
+
+    def _heading_error(self) -> float:
+        _, _, road_yaw = self.road.pose(self.ego_s)
+        return (self.ego.yaw - float(road_yaw) + math.pi) % (2 * math.pi) - math.pi
+
+    def _in_path(self, a: Actor) -> bool:
+        """Whether an actor blocks (or, walking, will block) the ego lane within the rare-scene range."""
+        ahead = a.s - self._front_s
+        if not (IN_PATH_RANGE_M[0] < ahead < IN_PATH_RANGE_M[1]) or (a.kind == VEHICLE and a.speed_mps != 0):
+            return False
+        t_pass = max(ahead, 0.0) / max(self.ego.speed_mps, 2.0)
+        lo, hi = a.lateral_extent(t_pass - self.config.expert.pass_window_s, t_pass + self.config.expert.pass_window_s)
+        half = self.config.vehicle.width / 2.0 + 0.3
+        return hi > EGO_LANE_D - half and lo < EGO_LANE_D + half
+
+    def _features(self) -> tuple[SceneFeatures, str]:
+        f = SceneFeatures(ped_distance_m=FAR_M, obstacle_distance_m=FAR_M, vehicle_ahead_distance_m=FAR_M)
+        front = self._front_s
+        ped_in_path = obstacle_in_path = False
+        for a in self.actors:
+            ahead = a.s - front
+            if a.kind == PEDESTRIAN and -2.0 < ahead < f.ped_distance_m and abs(a.d) < HALF_WIDTH_M + 3.0:
+                f.ped_present, f.ped_distance_m, f.ped_lateral_m = 1.0, max(ahead, 0.0), a.d - EGO_LANE_D
+            if a.kind == VEHICLE and a.speed_mps > 0 and 0.0 < ahead < f.vehicle_ahead_distance_m and abs(a.d - EGO_LANE_D) < 1.5:
+                f.vehicle_ahead_distance_m = ahead
+            if self._in_path(a):
+                if a.kind == PEDESTRIAN:
+                    ped_in_path = True
+                else:
+                    obstacle_in_path = True
+                    if ahead < f.obstacle_distance_m:
+                        f.obstacle_present, f.obstacle_distance_m = 1.0, max(ahead, 0.0)
+        kappa = self.road.curvature_at(self.ego_s + np.arange(0.0, 20.5, 2.0))
+        f.curvature_ahead_1pm = float(kappa[np.argmax(np.abs(kappa))])
+        f.lane_offset_m = self.ego_d - EGO_LANE_D
+        f.heading_error_rad = self._heading_error()
+        f.speed_mps = self.ego.speed_mps
+        category = ("pedestrian" if ped_in_path else "obstacle" if obstacle_in_path
+                    else "sharp_bend" if abs(f.curvature_ahead_1pm) >= SHARP_CURVATURE_1PM else "normal")
+        f.abnormal = float(category != "normal")
+        self._evading = ped_in_path or obstacle_in_path
+        return f, category
+
+    # ---- infractions --------------------------------------------------------------------------------
+
+    def _infractions(self) -> list[InfractionEvent]:
+        vp, events = self.config.vehicle, []
+        ego_box = box_corners(self.ego.x, self.ego.y, self.ego.yaw, vp.length, vp.width)
+        contacts = set()
+        for a in self.actors:
+            if abs(a.s - self.ego_s) > 8.0 or not boxes_overlap(ego_box, a.footprint(self.road)):
+                continue
+            contacts.add(a.actor_id)
+            if a.actor_id not in self._contacts:
+                kind = {PEDESTRIAN: EventType.COLLISION_PEDESTRIAN, VEHICLE: EventType.COLLISION_VEHICLE,
+                        STATIC: EventType.COLLISION_STATIC}[a.kind]
+                closing = abs(self.ego.speed_mps - a.speed_mps)
+                events.append(InfractionEvent(kind, self.time_s, other_actor_id=a.actor_id, impulse_ns=vp.mass_kg * closing))
+        self._contacts = contacts
+
+        he = self._heading_error()
+        lx = np.array([1, 1, -1, -1]) * vp.length / 2.0
+        ly = np.array([1, -1, -1, 1]) * vp.width / 2.0
+        corner_d = self.ego_d + lx * math.sin(he) + ly * math.cos(he)
+        touched = {d for d, _ in _MARKINGS if corner_d.min() < d < corner_d.max()}
+        crossed = [m for d, m in _MARKINGS if d in touched - self._markings_touched]
+        self._markings_touched = touched
+        if crossed:
+            justified = self._evading and all(m == BROKEN for m in crossed)
+            events.append(InfractionEvent(EventType.LANE_INVASION, self.time_s, markings=tuple(crossed), justified=justified))
+
+        off_road = abs(self.ego_d) > HALF_WIDTH_M
+        if off_road and not self._off_road:
+            events.append(InfractionEvent(EventType.OFF_ROAD, self.time_s))
+        self._off_road = off_road
+        return events

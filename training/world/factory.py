@@ -1,0 +1,39 @@
+"""Build a ``World`` by name, so every command takes ``--world embedded|carla`` the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from training.world.base import World, pilotnet_camera
+
+WORLDS = ("embedded", "carla")
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """Which world to drive in, and what it shows the camera."""
+
+    world: str = field(default="embedded", metadata={"help": "world backend", "choices": WORLDS})
+    host: str = field(default="127.0.0.1", metadata={"help": "CARLA server host (--world carla)"})
+    port: int = field(default=2000, metadata={"help": "CARLA server port (--world carla)"})
+    carla_timeout_s: float = field(default=10.0, metadata={"help": "CARLA client timeout, seconds"})
+    width: int = field(default=200, metadata={"help": "rendered frame width, px"})
+    height: int = field(default=66, metadata={"help": "rendered frame height, px"})
+    abnormal_rate: float = field(default=0.03, metadata={"help": "target share of abnormal (rare-scene) frames"})
+    target_speed_mps: float = field(default=8.0, metadata={"help": "cruise speed, m/s"})
+
+
+def make_world(cfg: WorldConfig) -> World:
+    camera = pilotnet_camera(cfg.width, cfg.height)
+    if cfg.world == "embedded":
+        from training.world.actors import ScenarioConfig
+        from training.world.embedded import EmbeddedConfig, EmbeddedWorld
+
+        return EmbeddedWorld(EmbeddedConfig(camera=camera, scenarios=ScenarioConfig.from_abnormal_rate(cfg.abnormal_rate),
+                                            target_speed_mps=cfg.target_speed_mps))
+    if cfg.world == "carla":
+        from training.world.carla_world import CarlaConfig, CarlaWorld
+
+        return CarlaWorld(CarlaConfig(host=cfg.host, port=cfg.port, timeout_s=cfg.carla_timeout_s, camera=camera,
+                                      abnormal_rate=cfg.abnormal_rate, target_speed_mps=cfg.target_speed_mps))
+    raise ValueError(f"unknown world {cfg.world!r}; choose one of {WORLDS}")
