@@ -45,6 +45,13 @@ def _cmd_show(args: argparse.Namespace) -> dict:
     return {"sheet": str(path), "frames": len(dataset), "abnormal_share": dataset.manifest["abnormal_share"]}
 
 
+def _cmd_pipeline(args: argparse.Namespace) -> dict:
+    from training.pipeline import PipelineConfig, run_pipeline
+    from training.world.factory import WorldConfig
+
+    return run_pipeline(Path(args.out), from_args(WorldConfig, args), from_args(PipelineConfig, args), progress=not args.no_progress)
+
+
 def _cmd_bench_sim(args: argparse.Namespace) -> dict:
     from training.bench.sim import bench_sim
 
@@ -68,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(p, WorldConfig)
     add_arguments(p, CollectConfig)
     p.add_argument("--out", required=True, help="dataset directory")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    from training.pipeline import PipelineConfig
+
+    p = command("pipeline", _cmd_pipeline, "the main job: record data and write its contact sheet into one run directory")
+    add_arguments(p, WorldConfig)
+    add_arguments(p, PipelineConfig)
+    p.add_argument("--out", default="runs/demo", help="run directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = command("show", _cmd_show, "write a contact sheet of a dataset's normal and abnormal frames")

@@ -11,14 +11,13 @@ import numpy as np
 from metasteer.control import SpeedController
 from metasteer.infractions import BROKEN, SOLID, EpisodeMetrics, EventType, InfractionEvent
 from training.world.actors import PEDESTRIAN, STATIC, VEHICLE, Actor, ScenarioConfig, box_corners, boxes_overlap, spawn_scenarios
-from training.world.base import FAR_M, FIXED_DELTA_S, CameraSpec, Observation, SceneFeatures, VehicleControl, World, pilotnet_camera
+from training.world.base import FIXED_DELTA_S, CameraSpec, Observation, VehicleControl, World, pilotnet_camera
 from training.world.camera import EDGE_LINE_D, Camera, Look
 from training.world.expert import Expert, ExpertParams
+from training.world.features import EgoPose, describe, heading_error
 from training.world.road import EGO_LANE_D, HALF_WIDTH_M, Road, RoadConfig
 from training.world.vehicle import VehicleParams, VehicleState
 
-SHARP_CURVATURE_1PM = 1.0 / 30.0  # bends tighter than 30 m radius count as rare scenes
-IN_PATH_RANGE_M = (-8.0, 35.0)  # an obstacle makes the scene abnormal from 35 m before to 8 m after it
 ROUTE_END_MARGIN_M = 40.0
 LOST_OFFSET_M = 9.0  # this far from the centreline the episode ends
 _MARKINGS = ((0.0, BROKEN), (EDGE_LINE_D, SOLID), (-EDGE_LINE_D, SOLID))
@@ -100,11 +99,13 @@ class EmbeddedWorld(World):
     # ---- perception of the state ------------------------------------------------------------------
 
     def _observe(self, events: list[InfractionEvent], render: bool) -> Observation:
-        plans, must_stop = self.expert.plan(self._front_s, self.ego.speed_mps, self.actors)
+        pose = self._ego_pose
+        plans, must_stop = self.expert.plan(pose.front_s, self.ego.speed_mps, self.actors)
         steer = self.expert.steer(self.ego, self.ego_s, plans)
         self.expert_speed.target_speed_mps = 0.0 if must_stop else self.config.target_speed_mps
         throttle, brake = self.expert_speed.run_step(self.ego.speed_mps)
-        features, category = self._features()
+        features, category = describe(self.road, self.actors, pose, self.config.expert.pass_window_s)
+        self._evading = category in ("pedestrian", "obstacle")
         image = None
         if render:
             self.cam.set_vehicle_pose(self.ego.x, self.ego.y, self.ego.yaw)
@@ -113,50 +114,9 @@ class EmbeddedWorld(World):
                            VehicleControl(throttle, steer, brake), self.route_completion, events, self._done)
 
     @property
-    def _front_s(self) -> float:
-        return self.ego_s + self.config.vehicle.length / 2.0
-
-    def _heading_error(self) -> float:
-        _, _, road_yaw = self.road.pose(self.ego_s)
-        return (self.ego.yaw - float(road_yaw) + math.pi) % (2 * math.pi) - math.pi
-
-    def _in_path(self, a: Actor) -> bool:
-        """Whether an actor blocks (or, walking, will block) the ego lane within the rare-scene range."""
-        ahead = a.s - self._front_s
-        if not (IN_PATH_RANGE_M[0] < ahead < IN_PATH_RANGE_M[1]) or (a.kind == VEHICLE and a.speed_mps != 0):
-            return False
-        t_pass = max(ahead, 0.0) / max(self.ego.speed_mps, 2.0)
-        lo, hi = a.lateral_extent(t_pass - self.config.expert.pass_window_s, t_pass + self.config.expert.pass_window_s)
-        half = self.config.vehicle.width / 2.0 + 0.3
-        return hi > EGO_LANE_D - half and lo < EGO_LANE_D + half
-
-    def _features(self) -> tuple[SceneFeatures, str]:
-        f = SceneFeatures(ped_distance_m=FAR_M, obstacle_distance_m=FAR_M, vehicle_ahead_distance_m=FAR_M)
-        front = self._front_s
-        ped_in_path = obstacle_in_path = False
-        for a in self.actors:
-            ahead = a.s - front
-            if a.kind == PEDESTRIAN and -2.0 < ahead < f.ped_distance_m and abs(a.d) < HALF_WIDTH_M + 3.0:
-                f.ped_present, f.ped_distance_m, f.ped_lateral_m = 1.0, max(ahead, 0.0), a.d - EGO_LANE_D
-            if a.kind == VEHICLE and a.speed_mps > 0 and 0.0 < ahead < f.vehicle_ahead_distance_m and abs(a.d - EGO_LANE_D) < 1.5:
-                f.vehicle_ahead_distance_m = ahead
-            if self._in_path(a):
-                if a.kind == PEDESTRIAN:
-                    ped_in_path = True
-                else:
-                    obstacle_in_path = True
-                    if ahead < f.obstacle_distance_m:
-                        f.obstacle_present, f.obstacle_distance_m = 1.0, max(ahead, 0.0)
-        kappa = self.road.curvature_at(self.ego_s + np.arange(0.0, 20.5, 2.0))
-        f.curvature_ahead_1pm = float(kappa[np.argmax(np.abs(kappa))])
-        f.lane_offset_m = self.ego_d - EGO_LANE_D
-        f.heading_error_rad = self._heading_error()
-        f.speed_mps = self.ego.speed_mps
-        category = ("pedestrian" if ped_in_path else "obstacle" if obstacle_in_path
-                    else "sharp_bend" if abs(f.curvature_ahead_1pm) >= SHARP_CURVATURE_1PM else "normal")
-        f.abnormal = float(category != "normal")
-        self._evading = ped_in_path or obstacle_in_path
-        return f, category
+    def _ego_pose(self) -> EgoPose:
+        vp = self.config.vehicle
+        return EgoPose(self.ego_s, self.ego_d, self.ego.yaw, self.ego.speed_mps, vp.length, vp.width)
 
     # ---- infractions --------------------------------------------------------------------------------
 
@@ -175,7 +135,7 @@ class EmbeddedWorld(World):
                 events.append(InfractionEvent(kind, self.time_s, other_actor_id=a.actor_id, impulse_ns=vp.mass_kg * closing))
         self._contacts = contacts
 
-        he = self._heading_error()
+        he = heading_error(self.road, self._ego_pose)
         lx = np.array([1, 1, -1, -1]) * vp.length / 2.0
         ly = np.array([1, -1, -1, 1]) * vp.width / 2.0
         corner_d = self.ego_d + lx * math.sin(he) + ly * math.cos(he)

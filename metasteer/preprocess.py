@@ -1,0 +1,76 @@
+"""The one preprocessing function: camera frame -> network input, shared by training, evaluation,
+export and the ROS node. Its parameters travel inside every model file as JSON (``PreprocessSpec``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+ENCODINGS = {"bgra8": 4, "bgr8": 3, "rgb8": 3}
+
+
+class ImageError(ValueError):
+    """A frame that cannot be preprocessed; the message says what is wrong with it."""
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """Crop a horizontal band of the full frame, resize it, RGB, scale to [-1, 1], NCHW float32.
+
+    ``crop_top`` / ``crop_bottom``: band as fractions of the source height. A frame that already
+    has the output size is taken as that band (recorded datasets store it so).
+    """
+
+    crop_top: float = 0.45
+    crop_bottom: float = 0.89
+    width: int = 200
+    height: int = 66
+    version: int = 1
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "PreprocessSpec":
+        try:
+            return cls(**json.loads(text))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise ValueError(f"invalid preprocessing spec {text!r}: {exc}") from None
+
+
+def to_bgr(image: np.ndarray, encoding: str) -> np.ndarray:
+    """(H, W, C) uint8 in ``encoding`` -> (H, W, 3) uint8 BGR."""
+    if encoding not in ENCODINGS:
+        raise ImageError(f"unsupported encoding {encoding!r}; expected one of {sorted(ENCODINGS)}")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != ENCODINGS[encoding] or 0 in image.shape:
+        raise ImageError(f"{encoding} image must be (H, W, {ENCODINGS[encoding]}) uint8 and non-empty, got {image.shape} {image.dtype}")
+    if encoding == "bgra8":
+        return image[:, :, :3]
+    if encoding == "rgb8":
+        return image[:, :, ::-1]
+    return image
+
+
+def crop_band(bgr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """(H, W, 3) frame -> (spec.height, spec.width, 3) road band, uint8 BGR."""
+    h = bgr.shape[0]
+    if bgr.shape[:2] == (spec.height, spec.width):
+        return bgr
+    top, bottom = int(round(spec.crop_top * h)), int(round(spec.crop_bottom * h))
+    return cv2.resize(bgr[top:bottom], (spec.width, spec.height), interpolation=cv2.INTER_AREA)
+
+
+def to_tensor(band_bgr: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) or (H, W, 3) uint8 BGR band(s) -> (N, 3, H, W) float32 RGB in [-1, 1]."""
+    batch = band_bgr[None] if band_bgr.ndim == 3 else band_bgr
+    x = batch[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32)
+    return x * (1.0 / 127.5) - 1.0
+
+
+def preprocess(image: np.ndarray, encoding: str, spec: PreprocessSpec) -> np.ndarray:
+    """One camera frame -> (1, 3, H, W) float32 network input."""
+    return to_tensor(crop_band(to_bgr(image, encoding), spec))

@@ -1,0 +1,26 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+METASTEER = [sys.executable, "-m", "training.cli"]
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory) -> Path:
+    """600 frames, 3 shards, a high abnormal rate so every category appears."""
+    from training.data.collect import CollectConfig, collect
+    from training.world.factory import WorldConfig
+
+    out = tmp_path_factory.mktemp("data") / "small"
+    collect(out, WorldConfig(abnormal_rate=0.3), CollectConfig(frames=600, seed=11, frames_per_shard=200, workers=1), progress=False)
+    return out
+
+
+@pytest.fixture
+def cli_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env

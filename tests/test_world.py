@@ -1,0 +1,141 @@
+"""The embedded world: determinism, camera geometry, the expert, rare scenes, infractions."""
+
+import math
+
+import numpy as np
+import pytest
+
+from metasteer.infractions import BROKEN, EventType
+from training.world.actors import PEDESTRIAN, Actor, ScenarioConfig
+from training.world.base import CameraSpec, VehicleControl, pilotnet_camera
+from training.world.camera import Camera
+from training.world.embedded import EmbeddedConfig, EmbeddedWorld
+from training.world.road import EGO_LANE_D
+from metasteer.preprocess import PreprocessSpec
+
+QUIET = ScenarioConfig(pedestrians_per_km=0, obstacles_per_km=0, parked_cars_per_km=0, sharp_bends_per_km=0,
+                       lead_vehicles_per_km=0, oncoming_vehicles_per_km=0)
+
+
+def drive(world: EmbeddedWorld, seed: int, steps: int, policy=None, render: bool = False):
+    obs = world.reset(seed)
+    out = [obs]
+    for _ in range(steps):
+        if obs.done:
+            break
+        obs = world.step(policy(obs) if policy else obs.expert_control, render=render)
+        out.append(obs)
+    return out
+
+
+def test_same_seed_same_episode_and_other_seed_differs():
+    cfg = EmbeddedConfig(scenarios=ScenarioConfig.from_abnormal_rate(0.2))
+    a = drive(EmbeddedWorld(cfg), 7, 300, render=True)
+    b = drive(EmbeddedWorld(cfg), 7, 300, render=True)
+    c = drive(EmbeddedWorld(cfg), 8, 300, render=True)
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(a, b))
+    assert [x.expert_control.steer for x in a] == [y.expert_control.steer for y in b]
+    assert [x.features for x in a] == [y.features for y in b]
+    assert not np.array_equal(a[-1].image, c[-1].image)
+
+
+def test_frames_are_bgra_uint8_at_the_camera_size():
+    obs = EmbeddedWorld().reset(0)
+    assert obs.image.shape == (66, 200, 4) and obs.image.dtype == np.uint8
+    assert (obs.image[:, :, 3] == 255).all()
+
+
+def test_training_camera_band_matches_runtime_preprocessing():
+    cam, spec = pilotnet_camera(200, 66), PreprocessSpec()
+    assert (cam.crop_top, cam.crop_bottom, cam.width, cam.height) == pytest.approx((spec.crop_top, spec.crop_bottom, spec.width, spec.height))
+
+
+def test_point_straight_ahead_lands_on_the_principal_point_and_centre_column():
+    spec = CameraSpec(image_size_x=800, image_size_y=600, fov=90.0, x=2.0, z=1.6)
+    cam = Camera(spec)
+    cam.set_vehicle_pose(10.0, 5.0, math.radians(30))
+    ahead = 25.0 + spec.x
+    px, front = cam.project_world(10.0 + ahead * math.cos(math.radians(30)), 5.0 + ahead * math.sin(math.radians(30)), spec.z)
+    assert front.all()
+    assert px[0] == pytest.approx(400.0, abs=1e-6) and px[1] == pytest.approx(300.0, abs=1e-6)
+
+
+def test_actor_straight_ahead_is_drawn_around_the_image_centre():
+    world = EmbeddedWorld(EmbeddedConfig(camera=CameraSpec(), scenarios=QUIET, randomise_look=False))
+    world.reset(1)
+    empty = world.cam.render(world.road, world.ego_s, [])
+    world.actors = [Actor(1, "static", world.ego_s + 15.0, world.ego_d, 1.0, 1.0, 1.0, (255, 0, 255))]
+    world.road.curvature[:] = 0  # straight for the check below
+    image = world.cam.render(world.road, world.ego_s, world.actors)
+    changed = np.argwhere(np.any(image != empty, axis=2))
+    assert len(changed) > 100
+    assert changed[:, 1].mean() == pytest.approx(400, abs=25)
+
+
+def test_lane_lines_converge_toward_the_horizon():
+    world = EmbeddedWorld(EmbeddedConfig(camera=CameraSpec(), scenarios=QUIET, randomise_look=False))
+    obs = world.reset(2)
+    line = np.array(world.look.line, dtype=int)
+    bgr = obs.image[:, :, :3].astype(int)
+    is_line = np.abs(bgr - line).sum(axis=2) < 30
+    widths = {}
+    for row in (415, 385, 355, 325):  # rows where both edge lines are inside the frame
+        cols = np.flatnonzero(is_line[row])
+        assert len(cols) >= 2, row
+        widths[row] = cols.max() - cols.min()
+    rows = sorted(widths, reverse=True)
+    assert all(widths[a] > widths[b] for a, b in zip(rows, rows[1:]))
+    assert world.cam.horizon_v == pytest.approx(300, abs=15)
+
+
+def test_expert_drives_long_normal_routes_without_infractions():
+    world = EmbeddedWorld(EmbeddedConfig(scenarios=ScenarioConfig(pedestrians_per_km=0, obstacles_per_km=0, parked_cars_per_km=0)))
+    for seed in range(3):
+        drive(world, seed, 10_000)
+        m = world.metrics.summary()
+        assert m["route_completion"] == 1.0 and m["distance_m"] > 900
+        assert m["infractions"] == 0 and m["collisions"] == 0, world.metrics.events
+
+
+def test_rare_scenes_produce_large_evasive_labels_and_are_avoided():
+    world = EmbeddedWorld(EmbeddedConfig(scenarios=ScenarioConfig.from_abnormal_rate(0.25)))
+    steer = {"normal": [], "abnormal": []}
+    for seed in range(4):
+        for obs in drive(world, seed, 10_000):
+            steer["abnormal" if obs.features.abnormal else "normal"].append(abs(obs.expert_control.steer))
+        assert world.metrics.collisions == 0
+    normal, abnormal = np.array(steer["normal"]), np.array(steer["abnormal"])
+    assert len(abnormal) > 0.1 * (len(normal) + len(abnormal))
+    assert np.percentile(abnormal, 95) > 3 * np.percentile(normal, 95)
+    assert abnormal.max() > 0.3
+
+
+def test_driving_into_a_pedestrian_raises_a_pedestrian_collision():
+    world = EmbeddedWorld(EmbeddedConfig(scenarios=QUIET))
+    world.reset(4)
+    ped = Actor(77, PEDESTRIAN, world.ego_s + 25.0, EGO_LANE_D, 0.5, 0.6, 1.8, (0, 0, 255), target_d=EGO_LANE_D)
+    world.actors = [ped]
+    blind = world.expert.steer  # lane keeping that never plans around anything
+    events = []
+    for _ in range(200):
+        obs = world.step(VehicleControl(0.4, blind(world.ego, world.ego_s, []), 0.0), render=False)
+        events += obs.events
+        if obs.done:
+            break
+    hits = [e for e in events if e.type == EventType.COLLISION_PEDESTRIAN]
+    assert len(hits) == 1 and hits[0].other_actor_id == 77 and hits[0].impulse_ns > 0
+    assert obs.done and world.metrics.summary()["collisions_pedestrian"] == 1
+
+
+def test_crossing_the_centre_line_raises_a_broken_lane_invasion():
+    world = EmbeddedWorld(EmbeddedConfig(scenarios=QUIET))
+    world.reset(5)
+    events = []
+    for _ in range(100):
+        obs = world.step(VehicleControl(0.4, -0.04, 0.0), render=False)  # a slow drift to the left
+        events += obs.events
+        if obs.done:
+            break
+    lane = [e for e in events if e.type == EventType.LANE_INVASION]
+    assert lane and lane[0].markings == (BROKEN,) and not lane[0].justified
+    assert world.metrics.summary()["lane_invasions"] >= 1
