@@ -52,6 +52,53 @@ def _cmd_pipeline(args: argparse.Namespace) -> dict:
     return run_pipeline(Path(args.out), from_args(WorldConfig, args), from_args(PipelineConfig, args), progress=not args.no_progress)
 
 
+def _cmd_train(args: argparse.Namespace) -> dict:
+    from training.fit import Run, TrainConfig
+    from training.losses import LossSpec
+    from training.meta import MetaConfig
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    run = Run(Path(args.out), Path(args.data), Path(args.meta_data) if args.meta_data else None,
+              from_args(LossSpec, args), from_args(MetaConfig, args), from_args(TrainConfig, args))
+    result = run.run(resume=args.resume, progress=not args.no_progress)
+    val = result["val"]
+    return {"run": result["run"], "loss": result["loss"], "seed": result["seed"], "val_mae": val["overall"]["mae"],
+            "val_mae_normal": val["normal"]["mae"], "val_mae_abnormal": val["abnormal"]["mae"], "plots": result["plots"]}
+
+
+def _cmd_evaluate_offline(args: argparse.Namespace) -> dict:
+    from training.data.arrays import ArraySet
+    from training.data.dataset import DrivingDataset
+    from training.evaluate_offline import offline_metrics, plot_offline, predict
+    from training.models.io import load_model
+
+    model, info = load_model(args.run)
+    data = ArraySet.load(DrivingDataset(args.data))
+    pred = predict(model, data)
+    metrics = offline_metrics(pred, data)
+    run_dir = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
+    plot = plot_offline(metrics, pred, data, run_dir / f"offline_{Path(args.data).name}.png",
+                        f"{run_dir.name} on {Path(args.data).name}: loss {info['loss']['loss']}")
+    (run_dir / f"offline_{Path(args.data).name}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics | {"plot": str(plot)}
+
+
+def _cmd_bench_meta_step(args: argparse.Namespace) -> dict:
+    from training.bench.meta_step import bench_meta_step
+
+    return bench_meta_step(batch=args.batch, repeats=args.repeats, seed=args.seed)
+
+
+def _cmd_bench_sample_efficiency(args: argparse.Namespace) -> dict:
+    from training.bench.sample_efficiency import bench_sample_efficiency
+
+    return bench_sample_efficiency(Path(args.work), seeds=args.seeds, frames=args.frames, steps=args.steps,
+                                   meta_steps=args.meta_steps, workers=args.workers, progress=not args.no_progress)
+
+
 def _cmd_bench_sim(args: argparse.Namespace) -> dict:
     from training.bench.sim import bench_sim
 
@@ -91,10 +138,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-group", type=int, default=12, help="frames shown per group")
     p.add_argument("--seed", type=int, default=0, help="which frames are picked")
 
+    from training.fit import TrainConfig
+    from training.losses import LossSpec
+    from training.meta import MetaConfig
+
+    p = command("train", _cmd_train, "behaviour cloning with a chosen loss (learned losses: meta-train, then meta-test)")
+    p.add_argument("--data", required=True, help="dataset directory")
+    p.add_argument("--meta-data", default=None, help="meta set (over-representing rare scenes); default: held-out episodes of --data")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue a killed run from its checkpoint")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_arguments(p, LossSpec)
+    add_arguments(p, MetaConfig)
+    add_arguments(p, TrainConfig)
+
+    p = command("evaluate-offline", _cmd_evaluate_offline, "steering error of a trained model on a dataset, overall / normal / abnormal / by category / by bin")
+    p.add_argument("run", help="run directory or model.pt")
+    p.add_argument("--data", required=True, help="dataset directory")
+
     bench = sub.add_parser("bench", help="benchmarks (print JSON)").add_subparsers(dest="bench", required=True)
     p = command("sim", _cmd_bench_sim, "embedded world steps/s with its camera, one core", parent=bench)
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
+    p = command("meta-step", _cmd_bench_meta_step, "seconds per plain / meta step, per engine and unroll; head-only variant", parent=bench)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p = command("sample-efficiency", _cmd_bench_sample_efficiency, "every loss x seeds at equal budget; abnormal / normal test MAE", parent=bench)
+    p.add_argument("--work", default="runs/bench_sample_efficiency", help="datasets, runs and results go here (reused when re-run)")
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--frames", type=int, default=20000)
+    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--meta-steps", type=int, default=200)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--no-progress", action="store_true")
     return parser
 
 
@@ -104,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         _emit(args.handler(args), args.json)
-    except (DatasetError, ConnectionError) as exc:
+    except (DatasetError, ConnectionError, ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"metasteer {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,101 @@
+"""Losses: tau = 0 is exactly MSE, the learned ones cannot be gamed by the model, baselines by name."""
+
+import numpy as np
+import pytest
+import torch
+
+from training.losses import LOSSES, BalancedMSE, LossSpec, make_loss
+from training.losses.features import FeatureInput
+from training.losses.inverse_freq import InverseFrequencyMSE
+from training.losses.mse import MSELoss
+from training.losses.weighted import WeightedMSE
+from training.models import PilotNet, PilotNetConfig
+
+NAMES = ["ped_present", "ped_distance_m", "curvature_ahead_1pm", "abnormal"]
+
+
+def _data(n=64, seed=0):
+    g = np.random.default_rng(seed)
+    extra = g.normal(size=(n, len(NAMES))).astype(np.float32)
+    extra[:, 3] = g.random(n) < 0.1
+    y = (0.1 * g.normal(size=n) + 0.3 * extra[:, 3]).astype(np.float32)
+    return torch.from_numpy(y), torch.from_numpy(extra)
+
+
+def _grads(loss_fn, model, x, y, extra):
+    model.zero_grad()
+    loss = loss_fn(model(x), y, extra)
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+def test_weighted_with_tau_zero_is_exactly_mse_in_value_and_gradient():
+    y, extra = _data(16)
+    feats = FeatureInput([0, 1, 2, 3], extra.mean(0), extra.std(0))
+    weighted = WeightedMSE(feats, tau=0.0)
+    for p in weighted.parameters():  # a non-trivial scorer: only tau = 0 makes it MSE
+        torch.nn.init.normal_(p, std=1.0)
+    torch.manual_seed(0)
+    model = PilotNet(PilotNetConfig(width=0.25))
+    x = torch.randn(16, 3, 66, 200)
+    l_w, g_w = _grads(weighted, model, x, y, extra)
+    l_m, g_m = _grads(MSELoss(), model, x, y, extra)
+    assert torch.equal(l_w, l_m)
+    assert all(torch.equal(a, b) for a, b in zip(g_w, g_m))
+    weighted.tau = 1.0
+    assert not torch.equal(_grads(weighted, model, x, y, extra)[0], l_m)
+
+
+def test_weights_read_features_only_and_average_one():
+    y, extra = _data(32)
+    loss = WeightedMSE(FeatureInput([0, 1, 2, 3], extra.mean(0), extra.std(0)), tau=2.0)
+    torch.nn.init.normal_(loss.score[-1].weight)
+    w = loss.weights(extra)
+    assert w.mean().item() == pytest.approx(1.0, rel=1e-5) and (w > 0).all()
+    y_hat = torch.zeros(32, requires_grad=True)
+    loss(y_hat, y, extra).backward()
+    # the gradient a prediction gets is 2 w (y_hat - y) / B: no path to shrink the weights through y_hat
+    assert torch.allclose(y_hat.grad, 2 * w.detach() * (0 - y) / 32, atol=1e-6)
+
+
+def test_inverse_frequency_upweights_rare_labels_and_abnormal_frames():
+    g = np.random.default_rng(1)
+    y = np.concatenate([0.02 * g.normal(size=950), 0.35 + 0.05 * g.normal(size=50)]).astype(np.float32)
+    abnormal = np.r_[np.zeros(950), np.ones(50)].astype(np.float32)
+    loss = InverseFrequencyMSE(y, abnormal, abnormal_column=0)
+    w = loss.weights(torch.from_numpy(y), torch.from_numpy(abnormal[:, None]))
+    assert w[950:].mean() > 10 * w[:950].mean()
+    assert w.mean().item() == pytest.approx(1.0, rel=0.05)
+
+
+def test_balanced_mse_learns_its_noise_scale():
+    y, _ = _data(32)
+    loss = BalancedMSE()
+    y_hat = torch.zeros(32, requires_grad=True)
+    value = loss(y_hat, y)
+    value.backward()
+    assert torch.isfinite(value) and loss.log_sigma.grad is not None and y_hat.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_every_loss_is_selectable_by_name_and_trains(name):
+    y, extra = _data(64)
+    loss = make_loss(LossSpec(loss=name, features="ped_present,curvature_ahead_1pm,abnormal"), NAMES, y.numpy(), extra.numpy())
+    torch.manual_seed(0)
+    model = PilotNet(PilotNetConfig(width=0.25))
+    x = torch.randn(64, 3, 66, 200)
+    opt = torch.optim.Adam(list(model.parameters()) + list(loss.parameters()), lr=1e-3)
+    first = None
+    for _ in range(15):
+        value = loss(model(x), y, extra)
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+        first = first if first is not None else float(value.detach())
+    assert torch.isfinite(value) and float(value) < first
+
+
+def test_unknown_feature_is_a_clear_error():
+    y, extra = _data(8)
+    with pytest.raises(ValueError, match="unknown features \\['nope'\\]"):
+        make_loss(LossSpec(loss="weighted", features="nope"), NAMES, y.numpy(), extra.numpy())

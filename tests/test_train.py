@@ -1,0 +1,81 @@
+"""`metasteer train` end to end on a small dataset: meta-train then meta-test, checkpoints, resume,
+outputs; `metasteer evaluate-offline`."""
+
+import csv
+import json
+import subprocess
+import time
+
+import pytest
+import torch
+
+from tests.conftest import METASTEER
+from training.checkpoint import load
+
+TINY = ["--width", "0.25", "--batch-size", "16", "--meta-batch-size", "8", "--eval-every", "20", "--threads", "1", "--no-progress"]
+
+
+def _train(data, out, env, *extra, check=True):
+    return subprocess.run(METASTEER + ["train", "--data", str(data), "--out", str(out), "--json", *TINY, *extra],
+                          env=env, capture_output=True, text=True, check=check)
+
+
+def test_learned_loss_run_meta_trains_then_freezes_the_loss_for_a_fresh_model(small_dataset, tmp_path, cli_env):
+    out = tmp_path / "run"
+    result = json.loads(_train(small_dataset, out, cli_env, "--loss", "weighted", "--meta-steps", "12", "--steps", "20",
+                               "--checkpoint-every", "6").stdout.strip().splitlines()[-1])
+    assert result["val_mae"] is not None and result["val_mae_abnormal"] is not None
+    for name in ("model.pt", "loss.pt", "log.csv", "learning_curve.png", "learned_loss.png", "result.json"):
+        assert (out / name).stat().st_size > 0, name
+    learned = load(out / "loss.pt")["state_dict"]
+    initial_last_layer = torch.zeros_like(learned["score.4.weight"])
+    assert not torch.equal(learned["score.4.weight"], initial_last_layer)  # phi moved during meta-training
+    rows = list(csv.DictReader((out / "log.csv").open()))
+    assert [r["phase"] for r in rows] == ["meta"] * 12 + ["fit"] * 20
+    ckpt = load(out / "checkpoint.pt")
+    assert ckpt["phase"] == "fit" and all(torch.equal(ckpt["loss"][k], learned[k]) for k in learned)  # frozen in fit
+
+
+def test_killed_training_resumes_to_the_same_numbers(small_dataset, tmp_path, cli_env):
+    args = ["--loss", "ml3", "--meta-steps", "10", "--steps", "30", "--checkpoint-every", "5"]
+    whole = tmp_path / "whole"
+    reference = json.loads((_train(small_dataset, whole, cli_env, *args) and (whole / "result.json")).read_text())
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(METASTEER + ["train", "--data", str(small_dataset), "--out", str(killed), *TINY, *args], env=cli_env)
+    deadline = time.time() + 300
+    while True:
+        ckpt = killed / "checkpoint.pt"
+        if ckpt.exists():
+            try:
+                state = load(ckpt)
+                if state["phase"] == "fit" and state["step"] >= 10:
+                    break
+            except RuntimeError:
+                pass
+        assert proc.poll() is None and time.time() < deadline, "training ended before it could be killed"
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    assert not (killed / "result.json").exists()
+    refused = _train(small_dataset, killed, cli_env, *args, check=False)
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+    _train(small_dataset, killed, cli_env, *args, "--resume")
+    resumed = json.loads((killed / "result.json").read_text())
+    assert resumed["val"] == reference["val"]
+    a, b = load(whole / "model.pt")["state_dict"], load(killed / "model.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("loss", ["mse", "inverse-freq", "balanced-mse"])
+def test_baselines_train_and_evaluate_offline(small_dataset, tmp_path, cli_env, loss):
+    out = tmp_path / loss
+    _train(small_dataset, out, cli_env, "--loss", loss, "--steps", "10")
+    res = subprocess.run(METASTEER + ["evaluate-offline", str(out), "--data", str(small_dataset), "--json"], env=cli_env,
+                         capture_output=True, text=True, check=True)
+    metrics = json.loads(res.stdout.strip().splitlines()[-1])
+    assert metrics["overall"]["n"] == 600
+    assert metrics["normal"]["n"] + metrics["abnormal"]["n"] == 600
+    assert set(metrics["by_category"]) == {"normal", "pedestrian", "obstacle", "sharp_bend"}
+    assert sum(b["n"] for b in metrics["by_steer_bin"]) == 600
+    assert (out / f"offline_{small_dataset.name}.png").exists()

@@ -1,0 +1,217 @@
+"""``metasteer train``: behaviour cloning with a chosen loss; learned losses are meta-trained first
+and then judged by the meta-test protocol (frozen loss, fresh model, nothing else).
+
+Phases: ``meta`` (learned losses only: bilevel meta-training of phi) then ``fit`` (a fresh model
+trained with Adam on the loss alone). Checkpoints are atomic; ``resume`` continues a killed run to
+the same final numbers as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from metasteer.preprocess import PreprocessSpec
+from training.checkpoint import load, save_atomic
+from training.data.arrays import ArraySet, Sampler, split_by_episode
+from training.data.dataset import DrivingDataset
+from training.evaluate_offline import offline_metrics, predict
+from training.losses import LEARNED, LossSpec, make_loss
+from training.meta.trainer import MetaConfig, MetaTrainer, emphasised_mse
+from training.models import PilotNet, PilotNetConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = field(default=1500, metadata={"help": "Adam steps of the model on the (frozen) loss"})
+    batch_size: int = field(default=64, metadata={"help": "training batch size"})
+    lr: float = field(default=1e-3, metadata={"help": "Adam step size of the model"})
+    meta_steps: int = field(default=300, metadata={"help": "bilevel steps (learned losses only)"})
+    meta_batch_size: int = field(default=32, metadata={"help": "meta batch size"})
+    meta_abnormal_fraction: float = field(default=0.5, metadata={"help": "share of abnormal frames in a meta batch"})
+    val_fraction: float = field(default=0.1, metadata={"help": "episodes held out for validation"})
+    meta_fraction: float = field(default=0.15, metadata={"help": "episodes held out as meta set when no --meta-data"})
+    eval_every: int = field(default=250, metadata={"help": "validate every N steps"})
+    checkpoint_every: int = field(default=100, metadata={"help": "checkpoint every N steps"})
+    seed: int = field(default=0, metadata={"help": "seed of splits, initialisation and batches"})
+    device: str = field(default="cpu", metadata={"help": "torch device (cpu, cuda)"})
+    width: float = field(default=1.0, metadata={"help": "PilotNet channel multiplier"})
+    conv_layers: int = field(default=5, metadata={"help": "PilotNet conv layers (1-5)"})
+    linear_layers: int = field(default=4, metadata={"help": "PilotNet linear layers (1-4)"})
+    meta_conv_layers: int = field(default=0, metadata={"help": "conv layers of the model used while meta-training (0: same)"})
+
+    @property
+    def arch(self) -> PilotNetConfig:
+        return PilotNetConfig(width=self.width, conv_layers=self.conv_layers, linear_layers=self.linear_layers)
+
+    @property
+    def meta_arch(self) -> PilotNetConfig:
+        return PilotNetConfig(width=self.width, conv_layers=self.meta_conv_layers or self.conv_layers, linear_layers=self.linear_layers)
+
+
+def dataset_hash(manifest: dict) -> str:
+    """Identity of a dataset: SHA-256 over its shards' checksums."""
+    return hashlib.sha256(json.dumps(manifest["shards"], sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class _State:
+    phase: str
+    step: int
+    rows: list[dict]
+
+
+class Run:
+    """One training run in ``out``; ``run()`` trains (or resumes) and returns the result."""
+
+    def __init__(self, out: Path, data: Path, meta_data: Path | None, spec: LossSpec, meta: MetaConfig, cfg: TrainConfig) -> None:
+        self.out, self.spec, self.meta_cfg, self.cfg = Path(out), spec, meta, cfg
+        self.request = {"data": str(data), "meta_data": str(meta_data) if meta_data else None, "loss": asdict(spec),
+                        "meta": asdict(meta), "train": asdict(cfg)}
+        dataset = DrivingDataset(data)
+        self.manifest = dataset.manifest
+        fractions = {"val": cfg.val_fraction} | ({} if meta_data else {"meta": cfg.meta_fraction})
+        splits = split_by_episode(dataset, fractions, cfg.seed)
+        arrays = ArraySet.load(dataset)
+        self.train, self.val = arrays.subset(splits["train"]), arrays.subset(splits["val"])
+        self.meta = ArraySet.load(DrivingDataset(meta_data)) if meta_data else arrays.subset(splits["meta"])
+        torch.manual_seed(cfg.seed)  # the learned loss's initial phi
+        self.loss = make_loss(spec, self.train.feature_names, self.train.y, self.train.extra).to(cfg.device)
+        self.learned = spec.loss in LEARNED
+        self.phases = (["meta"] if self.learned else []) + ["fit"]
+
+    def model_factory(self, seed: int, meta: bool = False) -> torch.nn.Module:
+        torch.manual_seed(seed)
+        return PilotNet(self.cfg.meta_arch if meta else self.cfg.arch).to(self.cfg.device)
+
+    # ---- checkpoints ------------------------------------------------------------------------------
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    def _prepare_dir(self, resume: bool) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        request_path = self.out / "request.json"
+        if request_path.exists():
+            previous = json.loads(request_path.read_text())
+            if previous != json.loads(json.dumps(self.request)):
+                raise ValueError(f"{self.out}: holds a run with another configuration ({request_path}); use another --out")
+            if not resume and self.checkpoint_path.exists():
+                raise ValueError(f"{self.out}: holds a started run; pass --resume to continue it or use another --out")
+        request_path.write_text(json.dumps(self.request, indent=2) + "\n")
+
+    # ---- phases -----------------------------------------------------------------------------------
+
+    def run(self, resume: bool = False, progress: bool = True) -> dict:
+        self._prepare_dir(resume)
+        ckpt = load(self.checkpoint_path) if resume and self.checkpoint_path.exists() else None
+        state = _State(ckpt["phase"], ckpt["step"], ckpt["rows"]) if ckpt else _State(self.phases[0], 0, [])
+        if ckpt and ckpt.get("loss") is not None:
+            self.loss.load_state_dict(ckpt["loss"])
+        for phase in self.phases[self.phases.index(state.phase):]:
+            if phase != state.phase:
+                state, ckpt = _State(phase, 0, state.rows), None
+            if phase == "meta":
+                self._meta_phase(state, ckpt, progress)
+            else:
+                model = self._fit_phase(state, ckpt, progress)
+        return self._finish(model, state.rows)
+
+    def _save(self, state: _State, extra: dict) -> None:
+        save_atomic({"phase": state.phase, "step": state.step, "rows": state.rows, "loss": self.loss.state_dict(), **extra},
+                    self.checkpoint_path)
+
+    def _meta_phase(self, state: _State, ckpt: dict | None, progress: bool) -> None:
+        cfg = self.cfg
+        abnormal_col = self.train.feature_names.index("abnormal") if "abnormal" in self.train.feature_names else None
+        trainer = MetaTrainer(lambda seed: self.model_factory(seed, meta=True), self.loss, emphasised_mse(abnormal_col, self.meta_cfg.abnormal_emphasis),
+                              self.meta_cfg, seed=cfg.seed + 1)
+        train_s = Sampler(self.train.abnormal, cfg.batch_size, cfg.seed + 2)
+        meta_s = Sampler(self.meta.abnormal, cfg.meta_batch_size, cfg.seed + 3, cfg.meta_abnormal_fraction)
+        if ckpt:
+            trainer.load_state_dict(ckpt["meta_trainer"])
+            train_s.load_state_dict(ckpt["train_sampler"])
+            meta_s.load_state_dict(ckpt["meta_sampler"])
+        bar = tqdm(total=cfg.meta_steps, initial=state.step, desc=f"meta-train {self.spec.loss}", disable=not progress)
+        while state.step < cfg.meta_steps:
+            inner = [self.train.batch(train_s.next(), cfg.device) for _ in range(self.meta_cfg.unroll)]
+            stats = trainer.step(inner, self.meta.batch(meta_s.next(), cfg.device))
+            state.step += 1
+            state.rows.append({"phase": "meta", "step": state.step, "global_step": state.step,
+                               "train_loss": stats["inner_loss"], "task_loss": stats["task_loss"]})
+            bar.update(1)
+            bar.set_postfix(task=f"{stats['task_loss']:.4g}")
+            if state.step % cfg.checkpoint_every == 0 or state.step == cfg.meta_steps:
+                self._save(state, {"meta_trainer": trainer.state_dict(), "train_sampler": train_s.state_dict(),
+                                   "meta_sampler": meta_s.state_dict()})
+        bar.close()
+        for p in self.loss.parameters():
+            p.requires_grad_(False)  # meta-test: the loss is frozen from here on
+
+    def _fit_phase(self, state: _State, ckpt: dict | None, progress: bool) -> torch.nn.Module:
+        cfg = self.cfg
+        if self.learned:
+            for p in self.loss.parameters():
+                p.requires_grad_(False)
+        model = self.model_factory(cfg.seed + 10_000)  # a fresh model: the meta-test protocol
+        params = list(model.parameters()) + [p for p in self.loss.parameters() if p.requires_grad]
+        opt = torch.optim.Adam(params, lr=cfg.lr)
+        sampler = Sampler(self.train.abnormal, cfg.batch_size, cfg.seed + 4)
+        if ckpt:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["opt"])
+            sampler.load_state_dict(ckpt["sampler"])
+        offset = cfg.meta_steps if self.learned else 0
+        bar = tqdm(total=cfg.steps, initial=state.step, desc=f"train {self.spec.loss}", disable=not progress)
+        while state.step < cfg.steps:
+            x, y, extra = self.train.batch(sampler.next(), cfg.device)
+            loss = self.loss(model(x), y, extra)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            state.step += 1
+            row = {"phase": "fit", "step": state.step, "global_step": offset + state.step, "train_loss": float(loss.detach())}
+            if state.step % cfg.eval_every == 0 or state.step == cfg.steps:
+                m = offline_metrics(predict(model, self.val, device=cfg.device), self.val)
+                row |= {"val_mae": m["overall"]["mae"], "val_mae_normal": m["normal"]["mae"], "val_mae_abnormal": m["abnormal"]["mae"]}
+            state.rows.append(row)
+            bar.update(1)
+            if state.step % 20 == 0:
+                bar.set_postfix(loss=f"{row['train_loss']:.4g}")
+            if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
+                self._save(state, {"model": model.state_dict(), "opt": opt.state_dict(), "sampler": sampler.state_dict()})
+        bar.close()
+        return model
+
+    def _finish(self, model: torch.nn.Module, rows: list[dict]) -> dict:
+        from training.plots import learned_loss_plot, learning_curve
+
+        pred = predict(model, self.val, device=self.cfg.device)
+        metrics = offline_metrics(pred, self.val)
+        info = {"arch": self.cfg.arch.to_dict(), "preprocess": PreprocessSpec().to_json(), "loss": asdict(self.spec),
+                "meta": asdict(self.meta_cfg) if self.learned else None, "dataset_sha256": dataset_hash(self.manifest),
+                "seed": self.cfg.seed, "val_metrics": metrics}
+        save_atomic({"state_dict": model.cpu().state_dict(), **info}, self.out / "model.pt")
+        if self.learned:
+            save_atomic({"state_dict": self.loss.state_dict(), "loss": asdict(self.spec), "feature_names": self.train.feature_names},
+                        self.out / "loss.pt")
+        keys = sorted({k for r in rows for k in r})
+        with open(self.out / "log.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+        title = f"{self.out.name}: loss {self.spec.loss}, seed {self.cfg.seed}"
+        learning_curve(rows, self.out / "learning_curve.png", title)
+        learned = learned_loss_plot(self.loss.cpu(), self.train, self.out / "learned_loss.png", title) if self.learned else None
+        result = {"run": str(self.out), "loss": self.spec.loss, "seed": self.cfg.seed, "val": metrics,
+                  "plots": [str(self.out / "learning_curve.png")] + ([str(learned)] if learned else [])}
+        (self.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+        return result

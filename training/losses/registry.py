@@ -1,0 +1,54 @@
+"""Build a loss by name from the training set it will be used on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+LOSSES = ("mse", "weighted", "ml3", "inverse-freq", "balanced-mse")
+LEARNED = ("weighted", "ml3")
+DEFAULT_FEATURES = ("ped_present", "ped_distance_m", "ped_lateral_m", "obstacle_present", "obstacle_distance_m",
+                    "curvature_ahead_1pm", "lane_offset_m", "heading_error_rad", "abnormal")
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """Which loss and its hyperparameters. ``features``: comma-separated scene features a learned
+    loss reads (``weighted`` always, ``ml3`` when ``ml3_features``)."""
+
+    loss: str = field(default="mse", metadata={"help": "loss family", "choices": LOSSES})
+    tau: float = field(default=1.0, metadata={"help": "weighted: temperature; 0 = exactly MSE"})
+    weight_hidden: int = field(default=32, metadata={"help": "weighted: width of the scoring MLP"})
+    ml3_hidden: int = field(default=40, metadata={"help": "ml3: width of the loss network"})
+    ml3_features: bool = field(default=True, metadata={"help": "ml3: feed scene features to the loss network"})
+    features: str = field(default=",".join(DEFAULT_FEATURES), metadata={"help": "scene features a learned loss reads"})
+
+
+def make_loss(spec: LossSpec, feature_names: list[str], y_train: np.ndarray, extra_train: np.ndarray) -> nn.Module:
+    """``feature_names``: the columns of ``extra``; ``y_train`` / ``extra_train``: the training set."""
+    from training.losses import BalancedMSE, InverseFrequencyMSE, ML3Loss, MSELoss, WeightedMSE
+    from training.losses.features import FeatureInput
+
+    def inputs() -> FeatureInput:
+        wanted = [f for f in spec.features.split(",") if f]
+        unknown = sorted(set(wanted) - set(feature_names))
+        if unknown:
+            raise ValueError(f"unknown features {unknown}; the dataset has {feature_names}")
+        columns = [feature_names.index(f) for f in wanted]
+        return FeatureInput(columns, torch.as_tensor(extra_train.mean(0)), torch.as_tensor(extra_train.std(0)))
+
+    if spec.loss == "mse":
+        return MSELoss()
+    if spec.loss == "weighted":
+        return WeightedMSE(inputs(), tau=spec.tau, hidden=spec.weight_hidden)
+    if spec.loss == "ml3":
+        return ML3Loss(inputs() if spec.ml3_features else None, hidden=spec.ml3_hidden)
+    if spec.loss == "inverse-freq":
+        column = feature_names.index("abnormal")
+        return InverseFrequencyMSE(y_train, extra_train[:, column], column)
+    if spec.loss == "balanced-mse":
+        return BalancedMSE()
+    raise ValueError(f"unknown loss {spec.loss!r}; choose one of {LOSSES}")

@@ -1,0 +1,67 @@
+"""PilotNet-style steering CNN (Bojarski et al. 2016): 5 conv + 4 linear layers, configurable."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+# (out channels, kernel, stride) of PilotNet's five convolutions
+_CONVS = ((24, 5, 2), (36, 5, 2), (48, 5, 2), (64, 3, 1), (64, 3, 1))
+_HIDDEN = (100, 50, 10)
+
+
+@dataclass(frozen=True)
+class PilotNetConfig:
+    """``width``: channel multiplier; ``conv_layers`` (1-5) / ``linear_layers`` (1-4): depth.
+
+    The default is PilotNet exactly: conv 24/36/48 5x5 s2, 64/64 3x3, linear 100/50/10/1.
+    """
+
+    width: float = 1.0
+    conv_layers: int = 5
+    linear_layers: int = 4
+    input_height: int = 66
+    input_width: int = 200
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class PilotNet(nn.Module):
+    """Steering from a preprocessed frame.
+
+    Shapes: input (N, 3, H, W) float32 RGB in [-1, 1] (``metasteer.preprocess``); output (N,) steer
+    in [-1, 1] (CARLA convention, +1 = full right) through a final tanh. ``forward`` is exactly
+    ``head(features(x))``, the split the head-only meta-gradient relies on.
+    """
+
+    def __init__(self, config: PilotNetConfig = PilotNetConfig()) -> None:
+        super().__init__()
+        if not (1 <= config.conv_layers <= len(_CONVS) and 1 <= config.linear_layers <= len(_HIDDEN) + 1):
+            raise ValueError(f"conv_layers must be 1-5 and linear_layers 1-4, got {config}")
+        self.config = config
+        layers: list[nn.Module] = []
+        channels = 3
+        for out, kernel, stride in _CONVS[: config.conv_layers]:
+            out = max(4, int(round(out * config.width)))
+            layers += [nn.Conv2d(channels, out, kernel, stride), nn.ELU()]
+            channels = out
+        self.features = nn.Sequential(*layers)
+        with torch.no_grad():
+            flat = self.features(torch.zeros(1, 3, config.input_height, config.input_width)).numel()
+        sizes = [flat] + [max(4, int(round(h * config.width))) for h in _HIDDEN[: config.linear_layers - 1]] + [1]
+        head: list[nn.Module] = [nn.Flatten()]
+        for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+            head.append(nn.Linear(a, b))
+            if i < len(sizes) - 2:
+                head.append(nn.ELU())
+        head += [nn.Tanh(), nn.Flatten(0)]
+        self.head = nn.Sequential(*head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def extra_repr(self) -> str:
+        return f"width={self.config.width}, conv_layers={self.config.conv_layers}, linear_layers={self.config.linear_layers}"
