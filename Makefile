@@ -2,7 +2,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
-EXTRAS ?= train,ros,carla,dev
+EXTRAS ?= train,ros,carla,ray,dev
 
 .PHONY: setup demo test test-fast bench clean
 

@@ -99,6 +99,35 @@ def _cmd_bench_sample_efficiency(args: argparse.Namespace) -> dict:
                                    meta_steps=args.meta_steps, workers=args.workers, progress=not args.no_progress)
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> dict:
+    from training.evaluate import REPORTED, EvalConfig, evaluate
+    from training.world.factory import WorldConfig
+
+    out_dir = Path(args.out) if args.out else None
+    result = evaluate(args.model, from_args(WorldConfig, args), from_args(EvalConfig, args), out_dir, progress=not args.no_progress)
+    return {k: v for k, v in result.items() if k != "episodes"} if args.json else {k: result[k] for k in ("model_id", *REPORTED)}
+
+
+def _cmd_export(args: argparse.Namespace) -> dict:
+    from training.export import export
+
+    return export(args.run, args.out)
+
+
+def _cmd_tune(args: argparse.Namespace) -> dict:
+    from training.tune.objectives import TrialBudget
+    from training.tune.tuner import TuneConfig, tune
+
+    extra = {}
+    if args.objective == "closed-loop":
+        if not args.data:
+            raise ValueError("--data is required for --objective closed-loop")
+        extra = {"data": Path(args.data), "meta_data": Path(args.meta_data) if args.meta_data else None, "budget": from_args(TrialBudget, args)}
+    else:
+        extra = {"delay_s": args.synthetic_delay_s}
+    return tune(Path(args.out), from_args(TuneConfig, args), args.objective, baseline=args.baseline, progress=not args.no_progress, **extra)
+
+
 def _cmd_bench_sim(args: argparse.Namespace) -> dict:
     from training.bench.sim import bench_sim
 
@@ -156,6 +185,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("evaluate-offline", _cmd_evaluate_offline, "steering error of a trained model on a dataset, overall / normal / abnormal / by category / by bin")
     p.add_argument("run", help="run directory or model.pt")
     p.add_argument("--data", required=True, help="dataset directory")
+
+    from training.evaluate import EvalConfig
+
+    p = command("evaluate", _cmd_evaluate, "drive a model (ONNX file or run) in closed loop on held-out routes")
+    p.add_argument("model", help="ONNX file, run directory or model.pt")
+    p.add_argument("--out", default=None, help="directory for closed_loop.json and trajectories.png")
+    p.add_argument("--no-progress", action="store_true")
+    add_arguments(p, WorldConfig)
+    add_arguments(p, EvalConfig)
+
+    p = command("export", _cmd_export, "export a run to ONNX (opset 17, metadata, parity-checked against torch)")
+    p.add_argument("run", help="run directory or model.pt")
+    p.add_argument("--out", required=True, help="ONNX file to write")
+
+    from training.tune.objectives import TrialBudget
+    from training.tune.tuner import TuneConfig
+
+    p = command("tune", _cmd_tune, "Bayesian optimisation (BoTorch) of the learned loss against a closed-loop metric")
+    p.add_argument("--data", default=None, help="training dataset (closed-loop objective)")
+    p.add_argument("--meta-data", default=None, help="meta set (default: held-out episodes of --data)")
+    p.add_argument("--out", default="runs/tune", help="tuning directory (trial log, plots, tune.json)")
+    p.add_argument("--objective", default="closed-loop", choices=("closed-loop", "synthetic"), help="what a trial measures")
+    p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True, help="also run a same-budget Sobol search")
+    p.add_argument("--synthetic-delay-s", type=float, default=0.0, help=argparse.SUPPRESS)
+    p.add_argument("--no-progress", action="store_true")
+    add_arguments(p, TuneConfig)
+    add_arguments(p, TrialBudget)
 
     bench = sub.add_parser("bench", help="benchmarks (print JSON)").add_subparsers(dest="bench", required=True)
     p = command("sim", _cmd_bench_sim, "embedded world steps/s with its camera, one core", parent=bench)

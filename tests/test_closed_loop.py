@@ -1,0 +1,93 @@
+"""Closed loop: metrics on scripted trajectories with known infractions, evaluator determinism,
+ONNX export parity and metadata, broken model files."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from metasteer.infractions import EpisodeMetrics, EventType, InfractionEvent
+from metasteer.policy import OnnxPolicy, PolicyError
+from training.evaluate import EvalConfig, evaluate
+from training.export import export
+from training.world.factory import WorldConfig
+
+
+def test_metrics_of_a_scripted_episode():
+    m = EpisodeMetrics()
+    for step in range(200):  # 10 s at 10 m/s
+        m.add_step(0.05, 0.5, (step + 1) / 400, off_road=120 <= step < 130)
+        if step == 60:
+            m.add_event(InfractionEvent(EventType.LANE_INVASION, 3.05, markings=(1,), justified=True))
+        if step == 100:
+            m.add_event(InfractionEvent(EventType.LANE_INVASION, 5.05, markings=(2, 9)))
+        if step == 150:
+            m.add_event(InfractionEvent(EventType.COLLISION_PEDESTRIAN, 7.55, other_actor_id=7, impulse_ns=900.0))
+    s = m.summary()
+    assert s["time_without_infractions_s"] == pytest.approx(5.05)  # the justified crossing does not count
+    assert s["lane_invasions"] == 1 and s["lane_invasions_justified"] == 1
+    assert s["collisions_pedestrian"] == 1 and s["infractions"] == 2
+    assert s["distance_m"] == pytest.approx(100.0) and s["distance_between_infractions_m"] == pytest.approx(50.0)
+    assert s["off_road_time_s"] == pytest.approx(0.5)
+    assert s["driving_score"] == pytest.approx(0.5 * 0.5 * (1 - 0.5 / 10.0))  # 50 % route x pedestrian 0.5 x off-route
+    assert m.events[1].to_dict()["markings"] == ["Solid", "Curb"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(small_dataset, tmp_path_factory):
+    from training.fit import Run, TrainConfig
+    from training.losses import LossSpec
+    from training.meta import MetaConfig
+
+    out = tmp_path_factory.mktemp("runs") / "mse"
+    Run(out, small_dataset, None, LossSpec(), MetaConfig(), TrainConfig(steps=30, batch_size=16, width=0.5, eval_every=30)).run(progress=False)
+    return out
+
+
+def test_export_parity_and_metadata_round_trip(trained_run, tmp_path):
+    info = export(trained_run, tmp_path / "m.onnx")
+    assert info["parity_max_abs_diff"] <= 1e-4 and info["opset"] >= 17
+    proto = onnx.load(tmp_path / "m.onnx")
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(meta["metasteer.preprocess"])["width"] == 200
+    assert json.loads(meta["metasteer.loss"])["family"] == "mse"
+    assert len(meta["metasteer.dataset_sha256"]) == 64 and meta["metasteer.git_commit"]
+    assert "abnormal" in json.loads(meta["metasteer.offline_metrics"])
+    assert "+1 = full right" in meta["metasteer.output"]
+    policy = OnnxPolicy.load(tmp_path / "m.onnx")
+    batch = policy.predict_bands(np.zeros((5, 66, 200, 3), np.uint8))
+    assert batch.shape == (5,)  # dynamic batch
+    assert policy.describe()["loss"]["family"] == "mse"
+
+
+def test_broken_or_truncated_model_files_are_rejected_with_the_reason(trained_run, tmp_path):
+    export(trained_run, tmp_path / "good.onnx")
+    data = (tmp_path / "good.onnx").read_bytes()
+    (tmp_path / "cut.onnx").write_bytes(data[: len(data) // 2])
+    (tmp_path / "junk.onnx").write_bytes(b"\x00not an onnx file")
+    with pytest.raises(PolicyError, match="cut.onnx: not a loadable ONNX model"):
+        OnnxPolicy.load(tmp_path / "cut.onnx")
+    with pytest.raises(PolicyError, match="junk.onnx: not a loadable ONNX model"):
+        OnnxPolicy.load(tmp_path / "junk.onnx")
+    with pytest.raises(PolicyError, match="missing.onnx: cannot read"):
+        OnnxPolicy.load(tmp_path / "missing.onnx")
+    proto = onnx.load(tmp_path / "good.onnx")
+    del proto.metadata_props[:]
+    onnx.save(proto, tmp_path / "bare.onnx")
+    with pytest.raises(PolicyError, match="no 'metasteer.preprocess' metadata"):
+        OnnxPolicy.load(tmp_path / "bare.onnx")
+
+
+def test_evaluator_is_deterministic_and_reports_cis(trained_run, tmp_path):
+    export(trained_run, tmp_path / "m.onnx")
+    cfg = EvalConfig(episodes=2, seed=5, workers=2, max_time_s=20.0)
+    world = WorldConfig(abnormal_rate=0.2)
+    a = evaluate(tmp_path / "m.onnx", world, cfg, tmp_path / "a", progress=False)
+    b = evaluate(tmp_path / "m.onnx", world, cfg, tmp_path / "b", progress=False)
+    assert a["episodes"] == b["episodes"]
+    for key in ("time_without_infractions_s", "route_completion", "driving_score", "collisions", "lane_invasions"):
+        assert set(a[key]) >= {"mean", "ci95"}
+    assert (tmp_path / "a" / "trajectories.png").exists()
+    other = evaluate(tmp_path / "m.onnx", world, EvalConfig(episodes=2, seed=5, workers=1, max_time_s=20.0, split="tune"), progress=False)
+    assert [e["seed"] for e in other["episodes"]] != [e["seed"] for e in a["episodes"]]  # tuning never sees eval routes

@@ -1,0 +1,159 @@
+"""``metasteer evaluate``: drive a model in closed loop on held-out routes and score it.
+
+The model steers through the runtime's ``OnnxPolicy`` (the node's code path: same preprocessing,
+same onnxruntime); throttle and brake come from the runtime ``SpeedController`` on the measured
+speed only. Routes are drawn from evaluation seeds in their own namespace (``route_seed``), apart
+from the seeds any dataset or tuning run uses. Episodes run in parallel worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from metasteer.control import SpeedController
+from metasteer.infractions import EventType
+from metasteer.policy import OnnxPolicy
+from training.world.base import FIXED_DELTA_S, VehicleControl
+from training.world.factory import WorldConfig, make_world
+
+SPLITS = {"eval": 0xE7A1, "tune": 0x7C2E}
+REPORTED = ("time_without_infractions_s", "distance_between_infractions_m", "route_completion", "driving_score",
+            "collisions", "collisions_pedestrian", "collisions_vehicle", "collisions_static", "lane_invasions",
+            "lane_invasions_justified", "off_road_time_s", "infractions_per_km")
+
+
+def route_seed(seed: int, episode: int, split: str = "eval") -> int:
+    """Seed of evaluation route ``episode``; ``split`` keeps tuning and final-evaluation routes apart."""
+    return int(np.random.SeedSequence([seed, episode, SPLITS[split]]).generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    episodes: int = field(default=20, metadata={"help": "episodes (routes) to drive"})
+    seed: int = field(default=0, metadata={"help": "seed of the evaluation routes"})
+    workers: int = field(default=2, metadata={"help": "parallel worker processes"})
+    split: str = field(default="eval", metadata={"help": "route namespace: eval (final) or tune", "choices": tuple(SPLITS)})
+    max_time_s: float = field(default=180.0, metadata={"help": "episode time limit, simulated seconds"})
+
+
+def drive_episode(policy: OnnxPolicy, world_cfg: WorldConfig, seed: int, max_time_s: float, trace: bool = True) -> dict:
+    """One closed-loop episode; returns the metrics summary and, if ``trace``, the trajectory."""
+    speed = SpeedController(world_cfg.target_speed_mps, dt_s=FIXED_DELTA_S)
+    xs, ys, marks = [], [], []
+    with make_world(world_cfg) as world:
+        obs = world.reset(seed)
+        while not obs.done and obs.time_s < max_time_s:
+            steer = policy.steer(obs.image, "bgra8")
+            throttle, brake = speed.run_step(obs.speed_mps)
+            if not math.isfinite(steer):
+                steer, throttle, brake = 0.0, 0.0, 1.0
+            obs = world.step(VehicleControl(throttle, max(-1.0, min(1.0, steer)), brake))
+            if trace and hasattr(world, "ego"):
+                xs.append(world.ego.x)
+                ys.append(world.ego.y)
+                marks += [(world.ego.x, world.ego.y, e.type.value) for e in obs.events if e.counts_as_infraction]
+        result = {"seed": seed, "metrics": world.metrics.summary()}
+        if trace and hasattr(world, "road"):
+            road = world.road
+            result["trace"] = {"x": xs[::4], "y": ys[::4], "road_x": road.x[::8].tolist(), "road_y": road.y[::8].tolist(), "events": marks}
+    return result
+
+
+def _episode_job(args: tuple) -> dict:
+    model, world_cfg, seed, max_time_s = args
+    return drive_episode(OnnxPolicy.load(model), world_cfg, seed, max_time_s)
+
+
+def mean_ci95(values: list[float]) -> dict:
+    """Mean and the half-width of a 95 % t confidence interval."""
+    from scipy import stats
+
+    a = np.asarray(values, dtype=float)
+    if len(a) < 2:
+        return {"mean": float(a.mean()) if len(a) else None, "ci95": None, "n": int(len(a))}
+    half = float(stats.t.ppf(0.975, len(a) - 1) * a.std(ddof=1) / math.sqrt(len(a)))
+    return {"mean": float(a.mean()), "ci95": half, "n": int(len(a))}
+
+
+def as_onnx(model: str | Path, workdir: Path) -> Path:
+    """An ONNX file for ``model``: itself, or a run directory / model.pt exported on the fly."""
+    model = Path(model)
+    if model.suffix == ".onnx":
+        return model
+    from training.export import export
+
+    out = workdir / "model.onnx"
+    export(model, out)
+    return out
+
+
+def evaluate(model: str | Path, world_cfg: WorldConfig, cfg: EvalConfig, out_dir: Path | None = None, progress: bool = True) -> dict:
+    from tqdm import tqdm
+
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = as_onnx(model, Path(tmp))
+        policy = OnnxPolicy.load(onnx_path)
+        cfg_world = replace(world_cfg, width=policy.spec.width, height=policy.spec.height)
+        jobs = [(str(onnx_path), cfg_world, route_seed(cfg.seed, i, cfg.split), cfg.max_time_s) for i in range(cfg.episodes)]
+        episodes = []
+        bar = tqdm(total=len(jobs), desc="evaluate", unit="episode", disable=not progress)
+        if cfg.workers > 1 and len(jobs) > 1:
+            with get_context("spawn").Pool(min(cfg.workers, len(jobs))) as pool:
+                for r in pool.imap(_episode_job, jobs):
+                    episodes.append(r)
+                    bar.update()
+        else:
+            for job in jobs:
+                episodes.append(_episode_job(job))
+                bar.update()
+        bar.close()
+    summary = {k: mean_ci95([e["metrics"][k] for e in episodes]) for k in REPORTED}
+    result = {"model": str(model), "model_id": policy.model_id, "world": world_cfg.world, "config": asdict(cfg),
+              "abnormal_rate": world_cfg.abnormal_rate, **summary,
+              "episodes": [{"seed": e["seed"], **e["metrics"]} for e in episodes]}
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "closed_loop.json").write_text(json.dumps(result, indent=2) + "\n")
+        if episodes and "trace" in episodes[0]:
+            result["plot"] = str(plot_trajectories(episodes, out_dir / "trajectories.png", f"{Path(model).name}: closed loop"))
+    return result
+
+
+def plot_trajectories(episodes: list[dict], out: Path, title: str, max_panels: int = 6) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = episodes[:max_panels]
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    markers = {EventType.COLLISION_PEDESTRIAN.value: ("X", "red"), EventType.COLLISION_VEHICLE.value: ("X", "purple"),
+               EventType.COLLISION_STATIC.value: ("X", "orange"), EventType.LANE_INVASION.value: ("o", "gold"),
+               EventType.OFF_ROAD.value: ("s", "brown")}
+    for ax, ep in zip(axes.flat, shown):
+        t = ep["trace"]
+        ax.plot(t["road_x"], t["road_y"], color="0.7", lw=6, label="road")
+        ax.plot(t["x"], t["y"], color="tab:blue", lw=1, label="ego")
+        for kind, (m, c) in markers.items():
+            pts = [(x, y) for x, y, k in t["events"] if k == kind]
+            if pts:
+                ax.scatter(*zip(*pts), marker=m, color=c, s=60, zorder=5, label=kind)
+        m = ep["metrics"]
+        ax.set_title(f"seed {ep['seed']}: {m['route_completion']:.0%} route, {m['infractions']} infractions", fontsize=9)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(shown):]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out

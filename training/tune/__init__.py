@@ -1,0 +1,1 @@
+"""Bayesian optimisation (BoTorch) of a loss's hyperparameters against closed-loop metrics."""
