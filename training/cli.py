@@ -128,6 +128,15 @@ def _cmd_tune(args: argparse.Namespace) -> dict:
     return tune(Path(args.out), from_args(TuneConfig, args), args.objective, baseline=args.baseline, progress=not args.no_progress, **extra)
 
 
+def _cmd_drive(args: argparse.Namespace) -> dict:
+    from training.drive import drive
+
+    if args.world != "embedded":
+        raise ValueError("drive runs the embedded bridge; beside CARLA use launch/carla_bridge.launch.py with the ros-bridge")
+    return drive(args.model, seed=args.seed, max_time_s=args.max_time_s, abnormal_rate=args.abnormal_rate, interface=args.interface,
+                 log_dir=Path(args.logs) if args.logs else None)
+
+
 def _cmd_bench_sim(args: argparse.Namespace) -> dict:
     from training.bench.sim import bench_sim
 
@@ -155,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from training.pipeline import PipelineConfig
 
-    p = command("pipeline", _cmd_pipeline, "the main job: record data and write its contact sheet into one run directory")
+    p = command("pipeline", _cmd_pipeline, "the main job: collect, MSE baseline, tune + train the learned loss, export, closed-loop comparison, report")
     add_arguments(p, WorldConfig)
     add_arguments(p, PipelineConfig)
     p.add_argument("--out", default="runs/demo", help="run directory")
@@ -212,6 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     add_arguments(p, TuneConfig)
     add_arguments(p, TrialBudget)
+
+    p = command("drive", _cmd_drive, "one closed-loop episode through ROS 2: embedded bridge + steering node, two processes")
+    p.add_argument("--world", default="embedded", choices=("embedded",))
+    p.add_argument("--model", required=True, help="ONNX model the steering node loads")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-time-s", type=float, default=60.0)
+    p.add_argument("--abnormal-rate", type=float, default=0.1)
+    p.add_argument("--interface", default="auto", choices=("auto", "carla_msgs", "fallback"))
+    p.add_argument("--logs", default=None, help="directory for node / bridge logs and the infraction log")
 
     bench = sub.add_parser("bench", help="benchmarks (print JSON)").add_subparsers(dest="bench", required=True)
     p = command("sim", _cmd_bench_sim, "embedded world steps/s with its camera, one core", parent=bench)

@@ -1,0 +1,124 @@
+"""Embedded bridge: the embedded world in lockstep, speaking carla-ros-bridge's topics and types.
+
+A development tool (the one runtime module allowed to import the embedded world). Each step it
+publishes /clock, the camera frame (800x600 bgra8 by default, reliable depth 10 like the bridge),
+the speedometer and any collision / lane-invasion events, then waits up to ``control_timeout_s``
+for a control command (as the ros-bridge's synchronous mode does) and steps the world with it.
+At the end it prints the episode's metrics as one JSON line and exits.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import rclpy
+from builtin_interfaces.msg import Time
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float32
+
+from metasteer.infractions import EventType
+from metasteer.nodes.interfaces import resolve
+
+DEFAULTS = {"role_name": "ego_vehicle", "camera": "rgb_front", "width": 800, "height": 600, "seed": 0, "abnormal_rate": 0.1,
+            "max_time_s": 60.0, "control_timeout_s": 1.0, "target_speed": 8.0, "interface": "auto", "result_path": ""}
+
+
+class EmbeddedBridge(Node):
+    def __init__(self) -> None:
+        super().__init__("metasteer_embedded_bridge")
+        from training.world.actors import ScenarioConfig
+        from training.world.base import CameraSpec
+        from training.world.embedded import EmbeddedConfig, EmbeddedWorld
+
+        for name, value in DEFAULTS.items():
+            self.declare_parameter(name, value)
+        self.p = {name: self.get_parameter(name).value for name in DEFAULTS}
+        base = f"/carla/{self.p['role_name']}"
+        self.iface = resolve(self.p["interface"])
+        camera = CameraSpec(image_size_x=self.p["width"], image_size_y=self.p["height"])
+        self.world = EmbeddedWorld(EmbeddedConfig(camera=camera, scenarios=ScenarioConfig.from_abnormal_rate(self.p["abnormal_rate"]),
+                                                  target_speed_mps=self.p["target_speed"], max_time_s=self.p["max_time_s"]))
+        self.clock_pub = self.create_publisher(Clock, "/clock", 10)
+        self.image_pub = self.create_publisher(Image, f"{base}/{self.p['camera']}/image", 10)
+        self.speed_pub = self.create_publisher(Float32, f"{base}/speedometer", 10)
+        self.collision_pub = self.create_publisher(self.iface.collision_type, f"{base}/collision", 10)
+        self.lane_pub = self.create_publisher(self.iface.lane_type, f"{base}/lane_invasion", 10)
+        self.create_subscription(self.iface.control_type, f"{base}/vehicle_control_cmd", self.on_control, 10)
+        self.control = None
+        self.controls_by_model: dict[str, int] = {}
+
+    def control_pub_count(self) -> int:
+        return self.count_publishers(f"/carla/{self.p['role_name']}/vehicle_control_cmd")
+
+    def on_control(self, msg) -> None:
+        try:
+            self.control = self.iface.read_control(msg)
+        except ValueError as exc:
+            self.get_logger().warning(f"ignored a control message: {exc}", throttle_duration_sec=2.0)
+
+    def _publish(self, obs) -> None:
+        # stamps are simulation time, as the ros-bridge stamps them in synchronous mode
+        stamp = Time(sec=int(obs.time_s), nanosec=int(round((obs.time_s % 1.0) * 1e9)) % 1_000_000_000)
+        self.clock_pub.publish(Clock(clock=stamp))
+        img = Image(height=obs.image.shape[0], width=obs.image.shape[1], encoding="bgra8", is_bigendian=0, step=obs.image.shape[1] * 4)
+        img.header.stamp, img.header.frame_id = stamp, f"{self.p['role_name']}/{self.p['camera']}"
+        img.data = obs.image.tobytes()
+        self.image_pub.publish(img)
+        self.speed_pub.publish(Float32(data=float(obs.speed_mps)))
+        for e in obs.events:
+            if e.type.is_collision:
+                self.collision_pub.publish(self.iface.make_collision(stamp, e.other_actor_id, (e.impulse_ns, 0.0, 0.0)))
+            elif e.type == EventType.LANE_INVASION:
+                self.lane_pub.publish(self.iface.make_lane(stamp, list(e.markings)))
+
+    def run_episode(self) -> dict:
+        from training.world.base import VehicleControl
+
+        obs = self.world.reset(self.p["seed"])
+        deadline = time.monotonic() + 30.0  # give the steering node time to start and be discovered
+        while (self.image_pub.get_subscription_count() == 0 or self.control_pub_count() == 0) and time.monotonic() < deadline:
+            rclpy.spin_once(self, timeout_sec=0.05)
+        timeouts = 0
+        while not obs.done:
+            self.control = None
+            self._publish(obs)
+            deadline = time.monotonic() + self.p["control_timeout_s"]
+            while self.control is None and time.monotonic() < deadline:
+                rclpy.spin_once(self, timeout_sec=0.002)
+            if self.control is None:
+                timeouts += 1
+                control = VehicleControl(0.0, 0.0, 1.0)
+            else:
+                throttle, steer, brake, model_id = self.control
+                self.controls_by_model[model_id] = self.controls_by_model.get(model_id, 0) + 1
+                control = VehicleControl(throttle, steer, brake)
+            obs = self.world.step(control)
+        self._publish(obs)
+        result = {"seed": self.p["seed"], **self.world.metrics.summary(), "control_timeouts": timeouts,
+                  "controls_by_model": self.controls_by_model}
+        if self.p["result_path"]:
+            with open(self.p["result_path"], "w") as fh:
+                json.dump(result, fh, indent=2)
+        return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    node = EmbeddedBridge()
+    try:
+        print(json.dumps(node.run_episode(), sort_keys=True), flush=True)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

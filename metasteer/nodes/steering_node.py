@@ -1,0 +1,174 @@
+"""ROS 2 steering node: camera frames in, vehicle control out, infractions logged, models hot-swapped.
+
+Topics (all names are parameters; defaults are carla-ros-bridge's for ``role_name``/``camera``):
+  in   /carla/<role>/<camera>/image       sensor_msgs/Image (bgra8 | bgr8 | rgb8)
+  in   /carla/<role>/speedometer          std_msgs/Float32, m/s
+  in   /carla/<role>/collision            carla_msgs/CarlaCollisionEvent (or fallback, see interfaces.py)
+  in   /carla/<role>/lane_invasion        carla_msgs/CarlaLaneInvasionEvent (or fallback)
+  out  /carla/<role>/vehicle_control_cmd  carla_msgs/CarlaEgoVehicleControl (or fallback sensor_msgs/Joy)
+  out  /diagnostics                       diagnostic_msgs/DiagnosticArray, once per ``diagnostics_period_s``
+Setting the ``model_path`` parameter swaps the model atomically; a file that fails validation is
+rejected with the reason and the current model keeps driving.
+
+Camera QoS: reliable, keep-last 1. Measured here (notes/ros2-from-pip.md): a best-effort
+subscription lost ~40 % of 800x600 frames from the bridge's reliable publisher; reliable lost none.
+Depth 1 makes the newest frame win when the node falls behind.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float32
+
+from metasteer.infraction_log import InfractionLog
+from metasteer.nodes.interfaces import resolve
+from metasteer.preprocess import ImageError
+from metasteer.steering import Command, SafetyConfig, SteeringCore
+
+CAMERA_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=1)
+DEFAULTS = {
+    "role_name": "ego_vehicle", "camera": "rgb_front", "camera_topic": "", "control_topic": "", "speedometer_topic": "",
+    "collision_topic": "", "lane_invasion_topic": "", "model_path": "", "target_speed": 8.0, "camera_timeout_s": 0.5,
+    "max_frame_age_s": 0.2, "interface": "auto", "infraction_log": "metasteer_infractions.jsonl", "diagnostics_period_s": 1.0,
+    "watchdog_period_s": 0.1,
+}
+
+
+def _stamp_s(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class SteeringNode(Node):
+    def __init__(self) -> None:
+        super().__init__("metasteer_steering")
+        for name, value in DEFAULTS.items():
+            self.declare_parameter(name, value)
+        p = {name: self.get_parameter(name).value for name in DEFAULTS}
+        base = f"/carla/{p['role_name']}"
+        self.iface = resolve(p["interface"])
+        self.core = SteeringCore(SafetyConfig(p["camera_timeout_s"], p["max_frame_age_s"], p["target_speed"]))
+        self.log = InfractionLog(p["infraction_log"])
+        self._last_command_s: float | None = None
+        self.control_pub = self.create_publisher(self.iface.control_type, p["control_topic"] or f"{base}/vehicle_control_cmd", 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(Image, p["camera_topic"] or f"{base}/{p['camera']}/image", self.on_image, CAMERA_QOS)
+        self.create_subscription(Float32, p["speedometer_topic"] or f"{base}/speedometer", lambda m: self.core.on_speed(m.data), 10)
+        self.create_subscription(self.iface.collision_type, p["collision_topic"] or f"{base}/collision", self.on_collision, 10)
+        self.create_subscription(self.iface.lane_type, p["lane_invasion_topic"] or f"{base}/lane_invasion", self.on_lane_invasion, 10)
+        self.create_timer(p["watchdog_period_s"], self.on_watchdog)
+        self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics)
+        self.add_on_set_parameters_callback(self.on_set_parameters)
+        if p["model_path"]:
+            self._swap(p["model_path"])
+        self.get_logger().info(f"interface {self.iface.name}; camera QoS reliable/keep-last 1; model {self.core.model_id}")
+
+    def now_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    # ---- callbacks: short, the work is in SteeringCore --------------------------------------------
+
+    def on_image(self, msg: Image) -> None:
+        now = self.now_s()
+        try:
+            cmd = self.core.on_frame(msg.encoding, msg.height, msg.width, msg.step, msg.data, _stamp_s(msg.header.stamp), now)
+        except ImageError as exc:
+            self.get_logger().warning(f"dropped a malformed image: {exc}", throttle_duration_sec=2.0)
+            return
+        except Exception as exc:  # noqa: BLE001 - no input may kill the node: brake and report
+            self.get_logger().error(f"inference failed: {exc}", throttle_duration_sec=2.0)
+            cmd = self.core.brake("inference_error")
+        if cmd is not None:
+            if cmd.reason == "non_finite_output":
+                self.get_logger().error("model output is not finite: braking", throttle_duration_sec=2.0)
+            self.publish(cmd, now, msg.header.stamp)
+
+    def on_watchdog(self) -> None:
+        now = self.now_s()
+        cmd = self.core.watchdog(now)
+        if cmd is not None:
+            self.get_logger().warning("no camera frame within the timeout: braking", throttle_duration_sec=5.0)
+            self.publish(cmd, now)
+
+    def publish(self, cmd: Command, now: float, stamp=None) -> None:
+        """Send ``cmd``; its header carries the answered frame's stamp and, in frame_id, the model id."""
+        if self._last_command_s is not None:
+            self.log.odometry(cmd.model_id, min(max(now - self._last_command_s, 0.0), 1.0), self.core.speed_mps)
+        self._last_command_s = now
+        stamp = stamp if stamp is not None else self.get_clock().now().to_msg()
+        self.control_pub.publish(self.iface.make_control(stamp, cmd.throttle, cmd.steer, cmd.brake, cmd.model_id))
+
+    def on_collision(self, msg) -> None:
+        try:
+            other, impulse = self.iface.read_collision(msg)
+        except (ValueError, KeyError, TypeError) as exc:
+            self.get_logger().warning(f"unreadable collision event: {exc}", throttle_duration_sec=2.0)
+            return
+        self.log.collision(self.now_s(), self.core.model_id, other, impulse)
+
+    def on_lane_invasion(self, msg) -> None:
+        try:
+            markings = self.iface.read_lane(msg)
+        except (ValueError, KeyError, TypeError) as exc:
+            self.get_logger().warning(f"unreadable lane-invasion event: {exc}", throttle_duration_sec=2.0)
+            return
+        self.log.lane_invasion(self.now_s(), self.core.model_id, markings)
+
+    def on_set_parameters(self, params) -> SetParametersResult:
+        for param in params:
+            if param.name == "model_path":
+                ok, reason = self._swap(str(param.value))
+                return SetParametersResult(successful=ok, reason=reason)
+        return SetParametersResult(successful=True)
+
+    def _swap(self, path: str) -> tuple[bool, str]:
+        ok, reason = self.core.swap_model(path)
+        if ok:  # separate call sites: rclpy refuses one site logging at two severities
+            self.get_logger().info(reason)
+        else:
+            self.get_logger().error(f"model rejected, keeping {self.core.model_id}: {reason}")
+        return ok, reason
+
+    def publish_diagnostics(self) -> None:
+        values = self.core.diagnostics()
+        summary = self.log.summary()
+        values["infractions"] = str(sum(v["infractions"] for v in summary.values()))
+        s = self.core.stats
+        level = DiagnosticStatus.ERROR if self.core.policy is None else DiagnosticStatus.WARN if (s.malformed or s.stale or s.non_finite) else DiagnosticStatus.OK
+        status = DiagnosticStatus(level=level, name="metasteer: steering", hardware_id=values["model_id"],
+                                  message={DiagnosticStatus.OK: "driving", DiagnosticStatus.WARN: "driving; frames dropped",
+                                           DiagnosticStatus.ERROR: "no model"}[level],
+                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(msg)
+
+    def close(self) -> dict:
+        summary = self.log.close()
+        self.get_logger().info(f"infraction summary per model: {summary}")
+        return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    node = SteeringNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
