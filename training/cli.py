@@ -137,6 +137,12 @@ def _cmd_drive(args: argparse.Namespace) -> dict:
                  log_dir=Path(args.logs) if args.logs else None)
 
 
+def _cmd_ingest(args: argparse.Namespace) -> dict:
+    from training.data.ingest import IngestConfig, ingest
+
+    return ingest(Path(args.bag), Path(args.out), IngestConfig(camera_topic=args.camera_topic, control_topic=args.control_topic))
+
+
 def _cmd_bench_sim(args: argparse.Namespace) -> dict:
     from training.bench.sim import bench_sim
 
@@ -230,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--abnormal-rate", type=float, default=0.1)
     p.add_argument("--interface", default="auto", choices=("auto", "carla_msgs", "fallback"))
     p.add_argument("--logs", default=None, help="directory for node / bridge logs and the infraction log")
+
+    p = command("ingest", _cmd_ingest, "turn a rosbag2 recording (MCAP or SQLite3) of camera + control into a dataset")
+    p.add_argument("bag", help="rosbag2 directory")
+    p.add_argument("--out", required=True, help="dataset directory")
+    p.add_argument("--camera-topic", default="/carla/ego_vehicle/rgb_front/image")
+    p.add_argument("--control-topic", default="/carla/ego_vehicle/vehicle_control_cmd")
 
     bench = sub.add_parser("bench", help="benchmarks (print JSON)").add_subparsers(dest="bench", required=True)
     p = command("sim", _cmd_bench_sim, "embedded world steps/s with its camera, one core", parent=bench)

@@ -3,7 +3,6 @@ recovery states), each kept frame is stored with the expert's steering as its la
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -14,9 +13,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from training.data.format import (COLOUR_ORDER, FORMAT_NAME, FORMAT_VERSION, DatasetError, atomic_write_bytes,
-                                  atomic_write_json, read_json, sha256_file, shard_name, shard_paths)
-from training.world.base import FIXED_DELTA_S, SCENE_CATEGORIES, SceneFeatures, VehicleControl
+from training.data.format import DatasetError, atomic_write_json, read_json, shard_paths
+from training.data.writer import finish_manifest, write_shard
+from training.world.base import FIXED_DELTA_S, SceneFeatures, VehicleControl
 from training.world.factory import WorldConfig, make_world
 
 
@@ -98,25 +97,10 @@ def record_shard(world_cfg: WorldConfig, cfg: CollectConfig, shard: int, n_frame
     return np.stack(images).astype(np.uint8), table
 
 
-def _write_shard(root: Path, shard: int, images: np.ndarray, table: pa.Table) -> dict:
-    paths = shard_paths(root, shard)
-    buf = io.BytesIO()
-    np.save(buf, images, allow_pickle=False)
-    atomic_write_bytes(paths["images"], buf.getvalue())
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    atomic_write_bytes(paths["labels"], buf.getvalue())
-    marker = {"name": shard_name(shard), "frames": int(len(images)),
-              "images_sha256": sha256_file(paths["images"]), "labels_sha256": sha256_file(paths["labels"]),
-              "counts": {c: int(n) for c, n in zip(*np.unique(table["category"].to_numpy(zero_copy_only=False), return_counts=True))}}
-    atomic_write_json(paths["marker"], marker)
-    return marker
-
-
 def _shard_job(job: tuple) -> dict:
     root, world_cfg, cfg, shard, n = job
     images, table = record_shard(world_cfg, cfg, shard, n)
-    return _write_shard(Path(root), shard, images, table)
+    return write_shard(Path(root), shard, images, table)
 
 
 def _shard_sizes(cfg: CollectConfig) -> list[int]:
@@ -158,25 +142,6 @@ def collect(out: Path, world_cfg: WorldConfig, cfg: CollectConfig, progress: boo
 def write_manifest(out: Path, world_cfg: WorldConfig, cfg: CollectConfig, n_shards: int) -> dict:
     from training.world.base import pilotnet_camera
 
-    markers = [read_json(shard_paths(out, k)["marker"]) for k in range(n_shards)]
-    counts = {c: sum(m["counts"].get(c, 0) for m in markers) for c in SCENE_CATEGORIES}
-    frames = sum(m["frames"] for m in markers)
-    images = np.load(shard_paths(out, 0)["images"], mmap_mode="r")
-    manifest = {
-        "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
-        "world": world_cfg.world,
-        "seed": cfg.seed,
-        "config": {"world": asdict(world_cfg), "collect": asdict(cfg)},
-        "camera": asdict(pilotnet_camera(world_cfg.width, world_cfg.height)),
-        "image_shape": list(images.shape[1:]),
-        "colour_order": COLOUR_ORDER,
-        "frames": frames,
-        "counts": counts,
-        "abnormal_share": 1.0 - counts["normal"] / max(frames, 1),
-        "label": {"name": "steer", "range": [-1, 1], "meaning": "CARLA steer, +1 = full right, expert command"},
-        "features": SceneFeatures.names(),
-        "shards": markers,
-    }
-    atomic_write_json(out / "manifest.json", manifest)
-    return manifest
+    return finish_manifest(out, n_shards, world=world_cfg.world, seed=cfg.seed,
+                           config={"world": asdict(world_cfg), "collect": asdict(cfg)},
+                           camera=asdict(pilotnet_camera(world_cfg.width, world_cfg.height)))
