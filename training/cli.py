@@ -143,6 +143,12 @@ def _cmd_ingest(args: argparse.Namespace) -> dict:
     return ingest(Path(args.bag), Path(args.out), IngestConfig(camera_topic=args.camera_topic, control_topic=args.control_topic))
 
 
+def _cmd_bench_node_latency(args: argparse.Namespace) -> dict:
+    from training.bench.node_latency import bench_node_latency
+
+    return bench_node_latency(Path(args.model), frames=args.frames)
+
+
 def _cmd_bench_sim(args: argparse.Namespace) -> dict:
     from training.bench.sim import bench_sim
 
@@ -247,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("sim", _cmd_bench_sim, "embedded world steps/s with its camera, one core", parent=bench)
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
+    p = command("node-latency", _cmd_bench_node_latency, "camera -> control through real DDS, 800x600 bgra8, 20 Hz and faster", parent=bench)
+    p.add_argument("--model", default="models/learned.onnx", help="ONNX model the node loads")
+    p.add_argument("--frames", type=int, default=200)
+
     p = command("meta-step", _cmd_bench_meta_step, "seconds per plain / meta step, per engine and unroll; head-only variant", parent=bench)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--repeats", type=int, default=5)
