@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 EXTRAS ?= train,ros,carla,ray,dev
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast bench models clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,14 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/metasteer bench sim --json
+	$(BIN)/metasteer bench meta-step --json
+	$(BIN)/metasteer bench node-latency --model models/learned.onnx --json
+	$(BIN)/metasteer bench sample-efficiency --json
+
+# Regenerates models/{mse,learned}.onnx and their cards with the project's own pipeline (seed 0).
+models: setup
+	$(BIN)/metasteer pipeline --out runs/models --seed 0
+	cp runs/models/export/mse.onnx runs/models/export/mse.md runs/models/export/learned.onnx runs/models/export/learned.md models/
 
 clean:
 	rm -rf runs .pytest_cache
