@@ -144,9 +144,12 @@ def _cmd_ingest(args: argparse.Namespace) -> dict:
 
 
 def _cmd_bench_node_latency(args: argparse.Namespace) -> dict:
-    from training.bench.node_latency import bench_node_latency
+    import subprocess
 
-    return bench_node_latency(Path(args.model), frames=args.frames)
+    # runs in its own process: the benchmark is ROS code, and training never imports rclpy
+    out = subprocess.run([sys.executable, "-m", "metasteer.nodes.bench_latency", "--model", args.model, "--frames", str(args.frames)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _cmd_bench_sim(args: argparse.Namespace) -> dict:

@@ -90,3 +90,19 @@ def bench_node_latency(model: Path, frames: int = 200, rates: tuple[float, ...] 
             "inference_p50_ms": float(values.get("inference_p50_ms", "nan")), "inference_p99_ms": float(values.get("inference_p99_ms", "nan")),
             "runs": runs, "frame": "800x600 bgra8", "publisher_qos": "reliable, keep-last 10 (carla-ros-bridge)",
             "fastdds_profile": env.get("FASTRTPS_DEFAULT_PROFILES_FILE")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="models/learned.onnx")
+    parser.add_argument("--frames", type=int, default=200)
+    args = parser.parse_args(argv)
+    print(json.dumps(bench_node_latency(Path(args.model), frames=args.frames), sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
