@@ -45,7 +45,6 @@ class Stats:
     answered: int = 0
     malformed: int = 0
     stale: int = 0
-    dropped_busy: int = 0
     non_finite: int = 0
     swaps: int = 0
     rejected_swaps: int = 0

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from training.data.format import DatasetError, atomic_write_json, read_json, shard_paths
 from training.data.writer import finish_manifest, write_shard

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.world.actors import PEDESTRIAN, VEHICLE, Actor
+from training.world.actors import VEHICLE, Actor
 from training.world.road import EGO_LANE_D, HALF_WIDTH_M, Road
 from training.world.vehicle import VehicleParams, VehicleState
 

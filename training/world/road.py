@@ -69,9 +69,6 @@ class Road:
         y = np.concatenate([[0.0], np.cumsum(np.sin(yaw[:-1] + 0.5 * kappa[:-1] * STEP_M) * STEP_M)])
         return cls(x, y, yaw, kappa)
 
-    def index(self, s: float | np.ndarray) -> np.ndarray:
-        return np.clip(np.asarray(s) / STEP_M, 0, len(self.s) - 1)
-
     def _interp(self, arr: np.ndarray, s: float | np.ndarray) -> np.ndarray:
         return np.interp(s, self.s, arr)
 
