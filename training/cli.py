@@ -32,7 +32,7 @@ def _cmd_collect(args: argparse.Namespace) -> dict:
     from training.world.factory import WorldConfig
 
     manifest = collect(Path(args.out), from_args(WorldConfig, args), from_args(CollectConfig, args), progress=not args.no_progress)
-    return {"out": args.out, "frames": manifest["frames"], "counts": manifest["counts"],
+    return {"out": args.out, "frames": manifest["frames"], "counts": manifest["counts"], "events": manifest["events"],
             "abnormal_share": manifest["abnormal_share"], "shards": len(manifest["shards"])}
 
 
@@ -61,12 +61,13 @@ def _cmd_train(args: argparse.Namespace) -> dict:
         import torch
 
         torch.set_num_threads(args.threads)
-    run = Run(Path(args.out), Path(args.data), Path(args.meta_data) if args.meta_data else None,
+    run = Run(Path(args.out), [Path(d) for d in args.data], Path(args.meta_data) if args.meta_data else None,
               from_args(LossSpec, args), from_args(MetaConfig, args), from_args(TrainConfig, args))
     result = run.run(resume=args.resume, progress=not args.no_progress)
     val = result["val"]
     return {"run": result["run"], "loss": result["loss"], "seed": result["seed"], "val_mae": val["overall"]["mae"],
-            "val_mae_normal": val["normal"]["mae"], "val_mae_abnormal": val["abnormal"]["mae"], "plots": result["plots"]}
+            "val_mae_normal": val["normal"]["mae"], "val_mae_abnormal": val["abnormal"]["mae"], "val_mae_balanced": result["val_mae_balanced"],
+            "best_step": result["best_step"], "device": result["device"], "plots": result["plots"]}
 
 
 def _cmd_evaluate_offline(args: argparse.Namespace) -> dict:
@@ -106,6 +107,31 @@ def _cmd_evaluate(args: argparse.Namespace) -> dict:
     out_dir = Path(args.out) if args.out else None
     result = evaluate(args.model, from_args(WorldConfig, args), from_args(EvalConfig, args), out_dir, progress=not args.no_progress)
     return {k: v for k, v in result.items() if k != "episodes"} if args.json else {k: result[k] for k in ("model_id", *REPORTED)}
+
+
+def _cmd_compare(args: argparse.Namespace) -> dict:
+    from training.compare import compare, table
+    from training.evaluate import EvalConfig
+    from training.world.factory import WorldConfig
+
+    result = compare(args.models, from_args(WorldConfig, args), from_args(EvalConfig, args), Path(args.out) if args.out else None,
+                     names=args.names.split(",") if args.names else None, progress=not args.no_progress)
+    print(table(result))
+    return result if args.json else None
+
+
+def _cmd_dagger(args: argparse.Namespace) -> dict:
+    from training.dagger import DaggerConfig, dagger
+    from training.world.factory import WorldConfig
+
+    return dagger(Path(args.out), Path(args.run), [Path(d) for d in args.data], from_args(WorldConfig, args),
+                  from_args(DaggerConfig, args), progress=not args.no_progress)
+
+
+def _cmd_bench_train_step(args: argparse.Namespace) -> dict:
+    from training.bench.train_step import bench_train_step
+
+    return bench_train_step(frames=args.frames, batch=args.batch, repeats=args.repeats)
 
 
 def _cmd_export(args: argparse.Namespace) -> dict:
@@ -196,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     from training.meta import MetaConfig
 
     p = command("train", _cmd_train, "behaviour cloning with a chosen loss (learned losses: meta-train, then meta-test)")
-    p.add_argument("--data", required=True, help="dataset directory")
+    p.add_argument("--data", required=True, nargs="+", help="dataset directory (several: trained on together, e.g. DAgger rounds)")
     p.add_argument("--meta-data", default=None, help="meta set (over-representing rare scenes); default: held-out episodes of --data")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its checkpoint")
@@ -218,6 +244,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     add_arguments(p, WorldConfig)
     add_arguments(p, EvalConfig)
+
+    p = command("compare", _cmd_compare, "judge models per rare scene on the same held-out routes (paired): pass rates, "
+                "on-policy error, paired differences with bootstrap CIs; table, JSON, PNG")
+    p.add_argument("models", nargs="+", help="ONNX files or run directories; the first is the reference of the paired differences")
+    p.add_argument("--names", default=None, help="comma-separated display names (default: file / run names)")
+    p.add_argument("--out", default=None, help="directory for compare.json and compare.png")
+    p.add_argument("--no-progress", action="store_true")
+    add_arguments(p, WorldConfig)
+    add_arguments(p, EvalConfig)
+
+    from training.dagger import DaggerConfig
+
+    p = command("dagger", _cmd_dagger, "DAgger with the world's expert: the policy drives, the expert relabels, aggregate, fine-tune; N rounds, resumable")
+    p.add_argument("--run", required=True, help="trained run to start from (its policy drives round 1)")
+    p.add_argument("--data", required=True, nargs="+", help="the data that run was trained on (aggregated with every round)")
+    p.add_argument("--out", required=True, help="directory of the rounds (round-K/{policy.onnx,data,run}) and dagger.json")
+    p.add_argument("--no-progress", action="store_true")
+    add_arguments(p, WorldConfig)
+    add_arguments(p, DaggerConfig)
 
     p = command("export", _cmd_export, "export a run to ONNX (opset 17, metadata, parity-checked against torch)")
     p.add_argument("run", help="run directory or model.pt")
@@ -260,6 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="models/learned.onnx", help="ONNX model the node loads")
     p.add_argument("--frames", type=int, default=200)
 
+    p = command("train-step", _cmd_bench_train_step, "training step time: compute vs input path (data_share), CPU and CUDA", parent=bench)
+    p.add_argument("--frames", type=int, default=8000)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=30)
     p = command("meta-step", _cmd_bench_meta_step, "seconds per plain / meta step, per engine and unroll; head-only variant", parent=bench)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--repeats", type=int, default=5)

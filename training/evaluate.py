@@ -23,15 +23,16 @@ from metasteer.policy import OnnxPolicy
 from training.world.base import FIXED_DELTA_S, VehicleControl
 from training.world.factory import WorldConfig, make_world
 
-SPLITS = {"eval": 0xE7A1, "tune": 0x7C2E}
+SPLITS = {"eval": 0xE7A1, "tune": 0x7C2E, "dagger": 0xDA66}
 REPORTED = ("time_without_infractions_s", "distance_between_infractions_m", "route_completion", "driving_score",
             "collisions", "collisions_pedestrian", "collisions_vehicle", "collisions_static", "lane_invasions",
             "lane_invasions_justified", "off_road_time_s", "infractions_per_km")
 
 
-def route_seed(seed: int, episode: int, split: str = "eval") -> int:
-    """Seed of evaluation route ``episode``; ``split`` keeps tuning and final-evaluation routes apart."""
-    return int(np.random.SeedSequence([seed, episode, SPLITS[split]]).generate_state(1)[0])
+def route_seed(seed: int, episode: int, split: str = "eval", *more: int) -> int:
+    """Seed of route ``episode``; ``split`` keeps final-evaluation, tuning and DAgger routes apart;
+    ``more`` (e.g. a DAgger round) draws further disjoint sets within a split."""
+    return int(np.random.SeedSequence([seed, episode, SPLITS[split], *more]).generate_state(1)[0])
 
 
 @dataclass(frozen=True)
@@ -39,14 +40,19 @@ class EvalConfig:
     episodes: int = field(default=20, metadata={"help": "episodes (routes) to drive"})
     seed: int = field(default=0, metadata={"help": "seed of the evaluation routes"})
     workers: int = field(default=2, metadata={"help": "parallel worker processes"})
-    split: str = field(default="eval", metadata={"help": "route namespace: eval (final) or tune", "choices": tuple(SPLITS)})
+    split: str = field(default="eval", metadata={"help": "route namespace: eval (final) or tune", "choices": ("eval", "tune")})
     max_time_s: float = field(default=180.0, metadata={"help": "episode time limit, simulated seconds"})
 
 
 def drive_episode(policy: OnnxPolicy, world_cfg: WorldConfig, seed: int, max_time_s: float, trace: bool = True) -> dict:
-    """One closed-loop episode; returns the metrics summary and, if ``trace``, the trajectory."""
+    """One closed-loop episode; returns the metrics summary, the per-step record ``steps`` (category,
+    counted infraction onset, policy and expert steering, distance) and, if ``trace``, the trajectory.
+
+    ``truncated``: the episode hit ``max_time_s`` before the world ended it.
+    """
     speed = SpeedController(world_cfg.target_speed_mps, dt_s=FIXED_DELTA_S)
     xs, ys, marks = [], [], []
+    steps: dict[str, list] = {"category": [], "infraction": [], "steer": [], "expert_steer": [], "distance_m": []}
     with make_world(world_cfg) as world:
         obs = world.reset(seed)
         while not obs.done and obs.time_s < max_time_s:
@@ -54,12 +60,18 @@ def drive_episode(policy: OnnxPolicy, world_cfg: WorldConfig, seed: int, max_tim
             throttle, brake = speed.run_step(obs.speed_mps)
             if not math.isfinite(steer):
                 steer, throttle, brake = 0.0, 0.0, 1.0
-            obs = world.step(VehicleControl(throttle, max(-1.0, min(1.0, steer)), brake))
+            steer = max(-1.0, min(1.0, steer))
+            steps["category"].append(obs.category)
+            steps["steer"].append(steer)
+            steps["expert_steer"].append(obs.expert_control.steer)
+            obs = world.step(VehicleControl(throttle, steer, brake))
+            steps["infraction"].append(any(e.counts_as_infraction for e in obs.events))
+            steps["distance_m"].append(obs.speed_mps * FIXED_DELTA_S)
             if trace and hasattr(world, "ego"):
                 xs.append(world.ego.x)
                 ys.append(world.ego.y)
                 marks += [(world.ego.x, world.ego.y, e.type.value) for e in obs.events if e.counts_as_infraction]
-        result = {"seed": seed, "metrics": world.metrics.summary()}
+        result = {"seed": seed, "metrics": world.metrics.summary(), "steps": steps, "truncated": not obs.done}
         if trace and hasattr(world, "road"):
             road = world.road
             result["trace"] = {"x": xs[::4], "y": ys[::4], "road_x": road.x[::8].tolist(), "road_y": road.y[::8].tolist(), "events": marks}
@@ -69,6 +81,32 @@ def drive_episode(policy: OnnxPolicy, world_cfg: WorldConfig, seed: int, max_tim
 def _episode_job(args: tuple) -> dict:
     model, world_cfg, seed, max_time_s = args
     return drive_episode(OnnxPolicy.load(model), world_cfg, seed, max_time_s)
+
+
+def drive_routes(models: list[Path], world_cfg: WorldConfig, cfg: EvalConfig, progress: bool = True, desc: str = "evaluate") -> list[list[dict]]:
+    """Every model drives the same ``cfg.episodes`` routes (paired); episodes per model, in route order.
+
+    ``world_cfg``'s frame size is taken from the first model's preprocessing spec.
+    """
+    from tqdm import tqdm
+
+    spec = OnnxPolicy.load(models[0]).spec
+    cfg_world = replace(world_cfg, width=spec.width, height=spec.height)
+    seeds = [route_seed(cfg.seed, i, cfg.split) for i in range(cfg.episodes)]
+    jobs = [(str(m), cfg_world, s, cfg.max_time_s) for m in models for s in seeds]
+    bar = tqdm(total=len(jobs), desc=desc, unit="episode", disable=not progress)
+    done: list[dict] = []
+    if cfg.workers > 1 and len(jobs) > 1:
+        with get_context("spawn").Pool(min(cfg.workers, len(jobs))) as pool:
+            for r in pool.imap(_episode_job, jobs):
+                done.append(r)
+                bar.update()
+    else:
+        for job in jobs:
+            done.append(_episode_job(job))
+            bar.update()
+    bar.close()
+    return [done[k * len(seeds):(k + 1) * len(seeds)] for k in range(len(models))]
 
 
 def mean_ci95(values: list[float]) -> dict:
@@ -95,27 +133,15 @@ def as_onnx(model: str | Path, workdir: Path) -> Path:
 
 
 def evaluate(model: str | Path, world_cfg: WorldConfig, cfg: EvalConfig, out_dir: Path | None = None, progress: bool = True) -> dict:
-    from tqdm import tqdm
-
+    """Drive ``model`` (an ONNX file, a run directory or its ``model.pt``) on ``cfg.episodes`` held-out
+    routes; returns mean and 95 % CI per metric in ``REPORTED`` and the per-episode metrics. With
+    ``out_dir``: ``closed_loop.json`` and ``trajectories.png`` there."""
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = as_onnx(model, Path(tmp))
-        policy = OnnxPolicy.load(onnx_path)
-        cfg_world = replace(world_cfg, width=policy.spec.width, height=policy.spec.height)
-        jobs = [(str(onnx_path), cfg_world, route_seed(cfg.seed, i, cfg.split), cfg.max_time_s) for i in range(cfg.episodes)]
-        episodes = []
-        bar = tqdm(total=len(jobs), desc="evaluate", unit="episode", disable=not progress)
-        if cfg.workers > 1 and len(jobs) > 1:
-            with get_context("spawn").Pool(min(cfg.workers, len(jobs))) as pool:
-                for r in pool.imap(_episode_job, jobs):
-                    episodes.append(r)
-                    bar.update()
-        else:
-            for job in jobs:
-                episodes.append(_episode_job(job))
-                bar.update()
-        bar.close()
+        model_id = OnnxPolicy.load(onnx_path).model_id
+        episodes = drive_routes([onnx_path], world_cfg, cfg, progress)[0]
     summary = {k: mean_ci95([e["metrics"][k] for e in episodes]) for k in REPORTED}
-    result = {"model": str(model), "model_id": policy.model_id, "world": world_cfg.world, "config": asdict(cfg),
+    result = {"model": str(model), "model_id": model_id, "world": world_cfg.world, "config": asdict(cfg),
               "abnormal_rate": world_cfg.abnormal_rate, **summary,
               "episodes": [{"seed": e["seed"], **e["metrics"]} for e in episodes]}
     if out_dir is not None:

@@ -2,7 +2,10 @@
 and then judged by the meta-test protocol (frozen loss, fresh model, nothing else).
 
 Phases: ``meta`` (learned losses only: bilevel meta-training of phi) then ``fit`` (a fresh model
-trained with Adam on the loss alone). Checkpoints are atomic; ``resume`` continues a killed run to
+trained with Adam on the loss alone, or fine-tuned from ``init_from``). The fit phase warms up and
+decays the learning rate (cosine), clips the gradient norm, and keeps the snapshot that is best on
+the validation episodes balanced over scene categories (mean of the per-category MAEs), so a long
+run cannot end on a collapsed model. Checkpoints are atomic; ``resume`` continues a killed run to
 the same final numbers as an uninterrupted one.
 """
 
@@ -11,9 +14,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -22,9 +27,11 @@ from training.checkpoint import load, save_atomic
 from training.data.arrays import ArraySet, Sampler, split_by_episode
 from training.data.dataset import DrivingDataset
 from training.evaluate_offline import offline_metrics, predict
+from training.device import resolve_device
 from training.losses import LEARNED, LossSpec, make_loss
 from training.meta.trainer import MetaConfig, MetaTrainer, emphasised_mse
 from training.models import PilotNet, PilotNetConfig
+from training.models.io import load_model
 
 
 @dataclass(frozen=True)
@@ -37,10 +44,18 @@ class TrainConfig:
     meta_abnormal_fraction: float = field(default=0.5, metadata={"help": "share of abnormal frames in a meta batch"})
     val_fraction: float = field(default=0.1, metadata={"help": "episodes held out for validation"})
     meta_fraction: float = field(default=0.15, metadata={"help": "episodes held out as meta set when no --meta-data"})
-    eval_every: int = field(default=250, metadata={"help": "validate every N steps"})
+    eval_every: int = field(default=250, metadata={"help": "validate (and maybe keep the snapshot) every N steps"})
+    lr_schedule: str = field(default="cosine", metadata={"help": "learning rate: linear warm-up then cosine decay, or constant",
+                                                         "choices": ("cosine", "constant")})
+    warmup_steps: int = field(default=100, metadata={"help": "linear learning-rate warm-up steps (cosine)"})
+    min_lr_ratio: float = field(default=0.05, metadata={"help": "final learning rate as a fraction of --lr (cosine)"})
+    grad_clip: float = field(default=1.0, metadata={"help": "clip the model's gradient norm to this (0: off)"})
+    rare_fraction: float = field(default=0.0, metadata={"help": "share of rare-scene frames in every batch (0: uniform sampling)"})
+    select_best: bool = field(default=True, metadata={"help": "keep the snapshot best on category-balanced validation MAE"})
+    init_from: str = field(default="", metadata={"help": "run directory or model.pt to fine-tune from (default: a fresh model)"})
     checkpoint_every: int = field(default=100, metadata={"help": "checkpoint every N steps"})
     seed: int = field(default=0, metadata={"help": "seed of splits, initialisation and batches"})
-    device: str = field(default="cpu", metadata={"help": "torch device (cpu, cuda)"})
+    device: str = field(default="auto", metadata={"help": "torch device: auto (CUDA where present), cpu, cuda"})
     width: float = field(default=1.0, metadata={"help": "PilotNet channel multiplier"})
     conv_layers: int = field(default=5, metadata={"help": "PilotNet conv layers (1-5)"})
     linear_layers: int = field(default=4, metadata={"help": "PilotNet linear layers (1-4)"})
@@ -55,9 +70,46 @@ class TrainConfig:
         return PilotNetConfig(width=self.width, conv_layers=self.meta_conv_layers or self.conv_layers, linear_layers=self.linear_layers)
 
 
-def dataset_hash(manifest: dict) -> str:
-    """Identity of a dataset: SHA-256 over its shards' checksums."""
-    return hashlib.sha256(json.dumps(manifest["shards"], sort_keys=True).encode()).hexdigest()
+def dataset_hash(manifests: list[dict]) -> str:
+    """Identity of the training data: SHA-256 over its shards' checksums (one dataset: as before)."""
+    shards = manifests[0]["shards"] if len(manifests) == 1 else [m["shards"] for m in manifests]
+    return hashlib.sha256(json.dumps(shards, sort_keys=True).encode()).hexdigest()
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Learning rate for (0-based) ``step``: linear warm-up, then cosine down to ``min_lr_ratio * lr``."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+
+
+def balanced_mae(metrics: dict) -> float:
+    """Mean over the scene categories present of their MAE: rare scenes count as much as the road."""
+    maes = [m["mae"] for m in metrics["by_category"].values() if m["n"]]
+    return float(np.mean(maes))
+
+
+class BestSnapshot:
+    """The model state with the lowest validation score seen so far (and its step)."""
+
+    def __init__(self) -> None:
+        self.step, self.score, self.state = 0, math.inf, None
+
+    def offer(self, step: int, score: float, model: torch.nn.Module) -> bool:
+        if not score < self.score:
+            return False
+        self.step, self.score = step, score
+        self.state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        return True
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "score": self.score, "state": self.state}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.step, self.score, self.state = d["step"], d["score"], d["state"]
 
 
 @dataclass
@@ -70,25 +122,37 @@ class _State:
 class Run:
     """One training run in ``out``; ``run()`` trains (or resumes) and returns the result."""
 
-    def __init__(self, out: Path, data: Path, meta_data: Path | None, spec: LossSpec, meta: MetaConfig, cfg: TrainConfig) -> None:
-        self.out, self.spec, self.meta_cfg, self.cfg = Path(out), spec, meta, cfg
-        self.request = {"data": str(data), "meta_data": str(meta_data) if meta_data else None, "loss": asdict(spec),
+    def __init__(self, out: Path, data: Path | list[Path], meta_data: Path | None, spec: LossSpec, meta: MetaConfig, cfg: TrainConfig) -> None:
+        """``data``: one dataset directory or several (e.g. the original set and its DAgger rounds), trained on together."""
+        self.out, self.spec, self.meta_cfg = Path(out), spec, meta
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        paths = [Path(d) for d in (data if isinstance(data, (list, tuple)) else [data])]
+        self.request = {"data": [str(d) for d in paths] if len(paths) > 1 else str(paths[0]),
+                        "meta_data": str(meta_data) if meta_data else None, "loss": asdict(spec),
                         "meta": asdict(meta), "train": asdict(cfg)}
-        dataset = DrivingDataset(data)
-        self.manifest = dataset.manifest
+        datasets = [DrivingDataset(d) for d in paths]
+        self.manifests = [d.manifest for d in datasets]
+        arrays = ArraySet.concat([ArraySet.load(d) for d in datasets])
         fractions = {"val": cfg.val_fraction} | ({} if meta_data else {"meta": cfg.meta_fraction})
-        splits = split_by_episode(dataset, fractions, cfg.seed)
-        arrays = ArraySet.load(dataset)
+        splits = split_by_episode(arrays.episode, fractions, cfg.seed)
         self.train, self.val = arrays.subset(splits["train"]), arrays.subset(splits["val"])
         self.meta = ArraySet.load(DrivingDataset(meta_data)) if meta_data else arrays.subset(splits["meta"])
+        del arrays
         torch.manual_seed(cfg.seed)  # the learned loss's initial phi
-        self.loss = make_loss(spec, self.train.feature_names, self.train.y, self.train.extra).to(cfg.device)
+        self.loss = make_loss(spec, self.train.feature_names, self.train.y, self.train.extra).to(self.device)
         self.learned = spec.loss in LEARNED
         self.phases = (["meta"] if self.learned else []) + ["fit"]
 
     def model_factory(self, seed: int, meta: bool = False) -> torch.nn.Module:
         torch.manual_seed(seed)
-        return PilotNet(self.cfg.meta_arch if meta else self.cfg.arch).to(self.cfg.device)
+        model = PilotNet(self.cfg.meta_arch if meta else self.cfg.arch)
+        if self.cfg.init_from and not meta:
+            start, info = load_model(self.cfg.init_from)
+            if info["arch"] != self.cfg.arch.to_dict():
+                raise ValueError(f"{self.cfg.init_from}: architecture {info['arch']} differs from this run's {self.cfg.arch.to_dict()}")
+            model.load_state_dict(start.state_dict())
+        return model.to(self.device)
 
     # ---- checkpoints ------------------------------------------------------------------------------
 
@@ -141,8 +205,8 @@ class Run:
             meta_s.load_state_dict(ckpt["meta_sampler"])
         bar = tqdm(total=cfg.meta_steps, initial=state.step, desc=f"meta-train {self.spec.loss}", disable=not progress)
         while state.step < cfg.meta_steps:
-            inner = [self.train.batch(train_s.next(), cfg.device) for _ in range(self.meta_cfg.unroll)]
-            stats = trainer.step(inner, self.meta.batch(meta_s.next(), cfg.device))
+            inner = [self.train.batch(train_s.next(), self.device) for _ in range(self.meta_cfg.unroll)]
+            stats = trainer.step(inner, self.meta.batch(meta_s.next(), self.device))
             state.step += 1
             state.rows.append({"phase": "meta", "step": state.step, "global_step": state.step,
                                "train_loss": stats["inner_loss"], "task_loss": stats["task_loss"]})
@@ -163,41 +227,54 @@ class Run:
         model = self.model_factory(cfg.seed + 10_000)  # a fresh model: the meta-test protocol
         params = list(model.parameters()) + [p for p in self.loss.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=cfg.lr)
-        sampler = Sampler(self.train.abnormal, cfg.batch_size, cfg.seed + 4)
+        sampler = Sampler(self.train.abnormal, cfg.batch_size, cfg.seed + 4, cfg.rare_fraction or None)
+        self.best = BestSnapshot()
         if ckpt:
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["opt"])
             sampler.load_state_dict(ckpt["sampler"])
+            self.best.load_state_dict(ckpt["best"])
         offset = cfg.meta_steps if self.learned else 0
         bar = tqdm(total=cfg.steps, initial=state.step, desc=f"train {self.spec.loss}", disable=not progress)
         while state.step < cfg.steps:
-            x, y, extra = self.train.batch(sampler.next(), cfg.device)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(state.step, cfg)
+            x, y, extra = self.train.batch(sampler.next(), self.device)
             loss = self.loss(model(x), y, extra)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
             state.step += 1
-            row = {"phase": "fit", "step": state.step, "global_step": offset + state.step, "train_loss": float(loss.detach())}
+            row = {"phase": "fit", "step": state.step, "global_step": offset + state.step, "train_loss": float(loss.detach()),
+                   "lr": opt.param_groups[0]["lr"]}
             if state.step % cfg.eval_every == 0 or state.step == cfg.steps:
-                m = offline_metrics(predict(model, self.val, device=cfg.device), self.val)
-                row |= {"val_mae": m["overall"]["mae"], "val_mae_normal": m["normal"]["mae"], "val_mae_abnormal": m["abnormal"]["mae"]}
+                m = offline_metrics(predict(model, self.val, device=self.device), self.val)
+                row |= {"val_mae": m["overall"]["mae"], "val_mae_normal": m["normal"]["mae"], "val_mae_abnormal": m["abnormal"]["mae"],
+                        "val_mae_balanced": balanced_mae(m)}
+                self.best.offer(state.step, row["val_mae_balanced"], model)
             state.rows.append(row)
             bar.update(1)
             if state.step % 20 == 0:
                 bar.set_postfix(loss=f"{row['train_loss']:.4g}")
             if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
-                self._save(state, {"model": model.state_dict(), "opt": opt.state_dict(), "sampler": sampler.state_dict()})
+                self._save(state, {"model": model.state_dict(), "opt": opt.state_dict(), "sampler": sampler.state_dict(),
+                                   "best": self.best.state_dict()})
         bar.close()
+        if cfg.select_best and self.best.state is not None:
+            model.load_state_dict(self.best.state)
         return model
 
     def _finish(self, model: torch.nn.Module, rows: list[dict]) -> dict:
         from training.plots import learned_loss_plot, learning_curve
 
-        pred = predict(model, self.val, device=self.cfg.device)
+        pred = predict(model, self.val, device=self.device)
         metrics = offline_metrics(pred, self.val)
+        best_step = self.best.step if self.cfg.select_best and self.best.state is not None else self.cfg.steps
         info = {"arch": self.cfg.arch.to_dict(), "preprocess": PreprocessSpec().to_json(), "loss": asdict(self.spec),
-                "meta": asdict(self.meta_cfg) if self.learned else None, "dataset_sha256": dataset_hash(self.manifest),
-                "seed": self.cfg.seed, "val_metrics": metrics}
+                "meta": asdict(self.meta_cfg) if self.learned else None, "dataset_sha256": dataset_hash(self.manifests),
+                "seed": self.cfg.seed, "val_metrics": metrics, "step": best_step}
         save_atomic({"state_dict": model.cpu().state_dict(), **info}, self.out / "model.pt")
         if self.learned:
             save_atomic({"state_dict": self.loss.state_dict(), "loss": asdict(self.spec), "feature_names": self.train.feature_names},
@@ -210,7 +287,8 @@ class Run:
         title = f"{self.out.name}: loss {self.spec.loss}, seed {self.cfg.seed}"
         learning_curve(rows, self.out / "learning_curve.png", title)
         learned = learned_loss_plot(self.loss.cpu(), self.train, self.out / "learned_loss.png", title) if self.learned else None
-        result = {"run": str(self.out), "loss": self.spec.loss, "seed": self.cfg.seed, "val": metrics,
+        result = {"run": str(self.out), "loss": self.spec.loss, "seed": self.cfg.seed, "val": metrics, "best_step": best_step,
+                  "val_mae_balanced": balanced_mae(metrics), "device": self.device,
                   "plots": [str(self.out / "learning_curve.png")] + ([str(learned)] if learned else [])}
         (self.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
         return result

@@ -1,8 +1,10 @@
 """``metasteer pipeline``: the main job, stage by stage, into one run directory.
 
-collect (train + meta sets) -> MSE baseline -> tune the learned loss (BoTorch, small budget, tuning
-routes) -> train the learned-loss model with the best hyperparameters -> export both to ONNX ->
-closed-loop comparison on held-out evaluation routes -> report (markdown + PNGs) and model cards.
+collect (a training set holding tens of events of every rare scene, and a meta set) -> MSE
+baseline -> DAgger rounds on it (kept only if they pass more rare scenes on tuning routes) ->
+tune the learned loss (BoTorch, closed loop, tuning routes, on the same aggregated data) -> train
+the learned-loss model with the best hyperparameters -> export both to ONNX -> ``compare`` on
+paired held-out routes (rare-scene rate 0.1, and 0 for the plain road) -> report + model cards.
 
 Every stage keeps its outputs under ``OUT/`` and resumes: re-running a killed pipeline continues.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from training.data.collect import CollectConfig, collect
@@ -20,25 +22,36 @@ from training.data.contact_sheet import contact_sheet
 from training.data.dataset import DrivingDataset
 from training.world.factory import WorldConfig
 
+NAMES = ("mse", "learned")
+
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    frames: int = field(default=20000, metadata={"help": "training frames to record"})
+    frames: int = field(default=80000, metadata={"help": "training frames to record (at 5 Hz: ~50 events of each rare scene at rate 0.05)"})
+    train_abnormal_rate: float = field(default=0.05, metadata={"help": "rare-scene share of the training set's frames"})
     seed: int = field(default=0, metadata={"help": "seed of the whole run"})
     quick: bool = field(default=False, metadata={"help": "small settings for a fast end-to-end pass (about 3 min)"})
-    steps: int = field(default=600, metadata={"help": "training steps of each final model"})
+    steps: int = field(default=3000, metadata={"help": "training steps of the MSE baseline and of the learned-loss model"})
     meta_steps: int = field(default=200, metadata={"help": "meta-training steps of the final learned loss"})
+    dagger_rounds: int = field(default=3, metadata={"help": "DAgger rounds on the MSE model (0: none)"})
+    dagger_routes: int = field(default=30, metadata={"help": "routes the policy drives per DAgger round"})
+    dagger_steps: int = field(default=1500, metadata={"help": "fine-tuning steps per DAgger round"})
     tune_budget: int = field(default=4, metadata={"help": "tuning trials (closed loop)"})
-    eval_episodes: int = field(default=20, metadata={"help": "held-out episodes per model"})
+    tune_episodes: int = field(default=24, metadata={"help": "paired tuning routes that decide whether DAgger is kept"})
+    eval_episodes: int = field(default=48, metadata={"help": "paired held-out routes per model at the rare-scene rate"})
+    clear_episodes: int = field(default=16, metadata={"help": "paired held-out routes without rare scenes (rate 0)"})
     eval_abnormal_rate: float = field(default=0.1, metadata={"help": "rare-scene rate of the evaluation and tuning routes"})
 
     def sizes(self) -> dict:
         if self.quick:
             return {"frames": min(self.frames, 3000), "meta_frames": 600, "steps": 120, "meta_steps": 30, "tune_budget": 2,
-                    "trial_steps": 40, "trial_meta_steps": 15, "trial_episodes": 1, "episodes": 4, "max_time_s": 45.0}
+                    "trial_steps": 40, "trial_meta_steps": 15, "trial_episodes": 1, "dagger_rounds": min(self.dagger_rounds, 1),
+                    "dagger_routes": 2, "dagger_steps": 40, "tune_episodes": 2, "episodes": 4, "clear_episodes": 2, "max_time_s": 45.0}
         return {"frames": self.frames, "meta_frames": max(1000, self.frames // 10), "steps": self.steps, "meta_steps": self.meta_steps,
-                "tune_budget": self.tune_budget, "trial_steps": self.steps // 2, "trial_meta_steps": self.meta_steps // 2,
-                "trial_episodes": 4, "episodes": self.eval_episodes, "max_time_s": 150.0}
+                "tune_budget": self.tune_budget, "trial_steps": self.steps // 4, "trial_meta_steps": self.meta_steps // 2,
+                "trial_episodes": 4, "dagger_rounds": self.dagger_rounds, "dagger_routes": self.dagger_routes,
+                "dagger_steps": self.dagger_steps, "tune_episodes": self.tune_episodes, "episodes": self.eval_episodes,
+                "clear_episodes": self.clear_episodes, "max_time_s": 150.0}
 
 
 def _stage(name: str) -> float:
@@ -47,11 +60,9 @@ def _stage(name: str) -> float:
 
 
 def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progress: bool = True) -> dict:
-    from dataclasses import replace
-
-    import torch
-
-    from training.evaluate import EvalConfig, evaluate
+    from training.compare import compare
+    from training.dagger import DaggerConfig, dagger
+    from training.evaluate import EvalConfig
     from training.export import export
     from training.fit import Run, TrainConfig
     from training.losses import LossSpec
@@ -64,70 +75,105 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
     out.mkdir(parents=True, exist_ok=True)
     n = cfg.sizes()
     timings: dict[str, float] = {}
+    eval_world = replace(world_cfg, abnormal_rate=cfg.eval_abnormal_rate)
 
-    t = _stage("1/6 collect")
+    t = _stage("1/8 collect")
     data, meta_data = out / "data" / "train", out / "data" / "meta"
-    collect(data, world_cfg, CollectConfig(frames=n["frames"], seed=cfg.seed), progress=progress)
-    collect(meta_data, replace(world_cfg, abnormal_rate=0.3), CollectConfig(frames=n["meta_frames"], seed=cfg.seed + 1), progress=progress)
+    record_every = 4  # 5 Hz: neighbouring frames at 10 Hz are near copies; the events are what is scarce
+    collect(data, replace(world_cfg, abnormal_rate=cfg.train_abnormal_rate), CollectConfig(frames=n["frames"], seed=cfg.seed, record_every=record_every),
+            progress=progress)
+    collect(meta_data, replace(world_cfg, abnormal_rate=0.3), CollectConfig(frames=n["meta_frames"], seed=cfg.seed + 1, record_every=record_every),
+            progress=progress)
     dataset = DrivingDataset(data)
     sheet = contact_sheet(dataset, out / "contact_sheet.png", seed=cfg.seed)
     timings["collect_s"] = time.perf_counter() - t
 
-    train_cfg = TrainConfig(steps=n["steps"], meta_steps=n["meta_steps"], seed=cfg.seed, eval_every=max(1, n["steps"] // 4))
-    t = _stage("2/6 MSE baseline")
+    train_cfg = TrainConfig(steps=n["steps"], meta_steps=n["meta_steps"], seed=cfg.seed, eval_every=max(1, n["steps"] // 10),
+                            warmup_steps=min(100, n["steps"] // 10))
+    t = _stage("2/8 MSE baseline")
     Run(out / "runs" / "mse", data, meta_data, LossSpec(loss="mse"), MetaConfig(), train_cfg).run(resume=True, progress=progress)
     timings["mse_s"] = time.perf_counter() - t
 
-    t = _stage("3/6 tune the learned loss (closed loop, tuning routes)")
+    t = _stage(f"3/8 DAgger: {n['dagger_rounds']} rounds on the MSE model")
+    dcfg = DaggerConfig(rounds=n["dagger_rounds"], routes=n["dagger_routes"], dagger_steps=n["dagger_steps"], seed=cfg.seed,
+                        dagger_abnormal_rate=cfg.eval_abnormal_rate)
+    dag = dagger(out / "dagger", out / "runs" / "mse", [data], world_cfg, dcfg, train_cfg=train_cfg, progress=progress) \
+        if n["dagger_rounds"] else None
+    timings["dagger_s"] = time.perf_counter() - t
+
+    t = _stage("4/8 does DAgger help? paired comparison on tuning routes")
+    tune_eval = EvalConfig(episodes=n["tune_episodes"], seed=cfg.seed, workers=2, split="tune", max_time_s=n["max_time_s"])
+    mse_run, train_data, decision = out / "runs" / "mse", [data], None
+    if dag:
+        check = compare([out / "runs" / "mse", Path(dag["final"])], eval_world, tune_eval, out / "dagger" / "check",
+                        names=["without", "with"], progress=progress)
+        diff = check["models"]["with"]["paired_diff"]["pass_rate_rare"]
+        keep = diff["diff"] is not None and diff["diff"] > 0
+        decision = {"kept": keep, "rare_pass_rate": {k: check["models"][k]["pass_rate"]["rare"]["rate"] for k in ("without", "with")},
+                    "paired_diff": diff, "routes": n["tune_episodes"]}
+        if keep:
+            mse_run = Path(dag["final"])
+            train_data = [data] + [out / "dagger" / f"round-{r['round']}" / "data" for r in dag["rounds"]]
+    timings["dagger_check_s"] = time.perf_counter() - t
+
+    t = _stage("5/8 tune the learned loss (closed loop, tuning routes)")
     budget = TrialBudget(steps=n["trial_steps"], meta_steps=n["trial_meta_steps"], episodes=n["trial_episodes"],
                          abnormal_rate=cfg.eval_abnormal_rate)
     tuned = tune(out / "tune", TuneConfig(budget=n["tune_budget"], init=min(2, n["tune_budget"]), parallel=2, seed=cfg.seed),
-                 "closed-loop", baseline=False, progress=progress, data=data, meta_data=meta_data, budget=budget)
+                 "closed-loop", baseline=False, progress=progress, data=train_data, meta_data=meta_data, budget=budget)
     best = tuned["bo"]["best"]["params"]
     timings["tune_s"] = time.perf_counter() - t
 
-    t = _stage(f"4/6 learned loss ({best['loss']}, tau {best['tau']:.2f}) with the best hyperparameters")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    t = _stage(f"6/8 learned loss ({best['loss']}, tau {best['tau']:.2f}) with the best hyperparameters, same data")
     spec = LossSpec(loss=best["loss"], tau=best["tau"], weight_hidden=best["weight_hidden"], features=loss_features(best))
-    Run(out / "runs" / "learned", data, meta_data, spec, MetaConfig(meta_lr=best["meta_lr"], inner_lr=best["inner_lr"]),
+    Run(out / "runs" / "learned", train_data, meta_data, spec, MetaConfig(meta_lr=best["meta_lr"], inner_lr=best["inner_lr"]),
         train_cfg).run(resume=True, progress=progress)
     timings["learned_s"] = time.perf_counter() - t
 
-    t = _stage("5/6 export to ONNX")
-    exported = {name: export(out / "runs" / name, out / "export" / f"{name}.onnx") for name in ("mse", "learned")}
+    t = _stage("7/8 export to ONNX")
+    runs = {"mse": mse_run, "learned": out / "runs" / "learned"}
+    exported = {name: export(runs[name], out / "export" / f"{name}.onnx") for name in NAMES}
     timings["export_s"] = time.perf_counter() - t
 
-    t = _stage("6/6 closed-loop comparison on held-out routes")
-    eval_world = replace(world_cfg, abnormal_rate=cfg.eval_abnormal_rate)
+    t = _stage("8/8 compare on paired held-out routes")
+    models = [out / "export" / f"{name}.onnx" for name in NAMES]
     ecfg = EvalConfig(episodes=n["episodes"], seed=cfg.seed, workers=2, max_time_s=n["max_time_s"])
-    closed = {name: evaluate(out / "export" / f"{name}.onnx", eval_world, ecfg, out / "closed_loop" / name, progress=progress)
-              for name in ("mse", "learned")}
-    timings["evaluate_s"] = time.perf_counter() - t
+    rare = compare(models, eval_world, ecfg, out / "compare" / "rare", names=list(NAMES), progress=progress)
+    clear = compare(models, replace(world_cfg, abnormal_rate=0.0), replace(ecfg, episodes=n["clear_episodes"]),
+                    out / "compare" / "clear", names=list(NAMES), progress=progress)
+    timings["compare_s"] = time.perf_counter() - t
 
     report = {
         "run": str(out), "config": asdict(cfg), "sizes": n, "world": world_cfg.world,
-        "dataset": {"frames": len(dataset), "counts": dataset.manifest["counts"], "abnormal_share": dataset.manifest["abnormal_share"]},
+        "dataset": {"frames": len(dataset), "counts": dataset.manifest["counts"], "events": dataset.manifest["events"],
+                    "abnormal_share": dataset.manifest["abnormal_share"]},
+        "dagger": dag, "dagger_decision": decision, "models": {k: str(v) for k, v in runs.items()},
         "tuning": {"best": tuned["bo"]["best"], "trials": tuned["bo"]["trials"], "best_so_far": tuned["bo"]["best_so_far"]},
-        "offline": {name: json.loads((out / "runs" / name / "result.json").read_text())["val"] for name in ("mse", "learned")},
-        "closed_loop": {name: {k: v for k, v in r.items() if k != "episodes"} for name, r in closed.items()},
-        "exported": exported, "timings_s": timings,
+        "offline": {name: json.loads((runs[name] / "result.json").read_text())["val"] for name in NAMES},
+        "compare": {"rare": _strip(rare), "clear": _strip(clear)}, "exported": exported, "timings_s": timings,
     }
-    ratio = _ratio(report)
-    report["time_without_infractions_ratio"] = ratio
+    report["targets"] = targets(report)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    _comparison_plot(report, out / "comparison.png")
     (out / "report.md").write_text(_markdown(report, sheet))
-    for name in ("mse", "learned"):
+    for name in NAMES:
         (out / "export" / f"{name}.md").write_text(model_card(name, report))
-    return {"run": str(out), "report": str(out / "report.md"), "time_without_infractions_ratio": ratio,
-            "closed_loop": {name: {k: report["closed_loop"][name][k]["mean"] for k in ("time_without_infractions_s", "route_completion", "driving_score", "collisions")}
-                            for name in ("mse", "learned")}, "timings_s": timings}
+    return {"run": str(out), "report": str(out / "report.md"), "targets": report["targets"],
+            "compare": {name: {"rare_pass_rate": rare["models"][name]["pass_rate"]["rare"]["rate"],
+                               "clear_route_completion": clear["models"][name]["route_completion"]["mean"]} for name in NAMES},
+            "timings_s": timings}
 
 
-def _ratio(report: dict) -> float | None:
-    a = report["closed_loop"]["learned"]["time_without_infractions_s"]["mean"]
-    b = report["closed_loop"]["mse"]["time_without_infractions_s"]["mean"]
-    return a / b if b else None
+def _strip(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k != "plot"}
+
+
+def targets(r: dict) -> dict:
+    """Issue targets for the MSE model: >= 0.95 completion without rare scenes, >= 80 % of sharp
+    bends and obstacles passed at the rare-scene rate (pedestrians reported, no target)."""
+    m, c = r["compare"]["rare"]["models"]["mse"], r["compare"]["clear"]["models"]["mse"]
+    rate = {g: m["pass_rate"][g]["rate"] for g in ("sharp_bend", "obstacle", "pedestrian")}
+    return {"clear_route_completion": c["route_completion"]["mean"], "clear_route_completion_met": (c["route_completion"]["mean"] or 0) >= 0.95,
+            "pass_rate": rate, "bends_obstacles_met": all((rate[g] or 0) >= 0.8 for g in ("sharp_bend", "obstacle"))}
 
 
 def _mae(m: dict) -> str:
@@ -138,65 +184,75 @@ def _fmt(m: dict) -> str:
     return f"{m['mean']:.3g} ± {m['ci95']:.2g}" if m.get("ci95") is not None else f"{m['mean']:.3g}"
 
 
-METRICS = ("time_without_infractions_s", "distance_between_infractions_m", "route_completion", "driving_score", "collisions",
-           "collisions_pedestrian", "collisions_static", "collisions_vehicle", "lane_invasions", "off_road_time_s")
-
-
 def _markdown(r: dict, sheet: Path) -> str:
-    cl, off = r["closed_loop"], r["offline"]
+    from training.compare import table
+
+    rare, clear, off, tg = r["compare"]["rare"], r["compare"]["clear"], r["offline"], r["targets"]
+    d = r["dataset"]
     lines = [f"# metasteer pipeline report: `{r['run']}`", "",
-             f"World `{r['world']}`, seed {r['config']['seed']}, {r['dataset']['frames']} training frames "
-             f"({r['dataset']['abnormal_share']:.1%} abnormal: {r['dataset']['counts']}).", "",
-             "## Closed loop (held-out evaluation routes, mean ± 95 % CI)", "",
-             "| metric | MSE | learned loss |", "|---|---|---|"]
-    lines += [f"| {k} | {_fmt(cl['mse'][k])} | {_fmt(cl['learned'][k])} |" for k in METRICS]
-    ratio = r["time_without_infractions_ratio"]
-    lines += ["", f"Time without infractions, learned / MSE: **{ratio:.2f}x**" if ratio else "", "",
-              "## Offline (validation episodes of the training data, MAE in steer units)", "",
-              "| | MSE | learned loss |", "|---|---|---|"]
+             f"World `{r['world']}`, seed {r['config']['seed']}, {d['frames']} training frames ({d['abnormal_share']:.1%} rare-scene "
+             f"frames: {d['counts']}; events: {d['events']}).", "",
+             f"## Per rare scene: {len(rare['routes'])} paired held-out routes at rare-scene rate {rare['abnormal_rate']}", "",
+             "A scene passes when no counted infraction happens from its onset until 2 s after it (`metasteer compare`).", "",
+             table(rare), "", f"## The plain road: {len(clear['routes'])} paired held-out routes without rare scenes", "", table(clear), "",
+             "## Targets (MSE model)", "",
+             f"- route completion without rare scenes >= 0.95: **{tg['clear_route_completion']:.2f}** "
+             f"({'met' if tg['clear_route_completion_met'] else 'NOT met'})",
+             f"- sharp bends and obstacles passed >= 80 %: bends {_pct(tg['pass_rate']['sharp_bend'])}, obstacles "
+             f"{_pct(tg['pass_rate']['obstacle'])} ({'met' if tg['bends_obstacles_met'] else 'NOT met'}); pedestrians "
+             f"{_pct(tg['pass_rate']['pedestrian'])} (no target)", ""]
+    dec = r["dagger_decision"]
+    if r["dagger"]:
+        lines += ["## DAgger", "", "| round | policy | frames | events (ped / obst / bend) | best step | val balanced MAE |", "|---|---|---|---|---|---|"]
+        for rd in r["dagger"]["rounds"]:
+            e = rd["events"]
+            lines.append(f"| {rd['round']} | `{rd['policy_model_id']}` | {rd['frames']} | {e['pedestrian']} / {e['obstacle']} / {e['sharp_bend']} "
+                         f"| {rd['best_step']} | {rd['val_mae_balanced']:.4f} |")
+        ci = dec["paired_diff"]["ci95"]
+        lines += ["", f"On {dec['routes']} paired tuning routes the rare-scene pass rate went {_pct(dec['rare_pass_rate']['without'])} -> "
+                  f"{_pct(dec['rare_pass_rate']['with'])} (paired diff {dec['paired_diff']['diff']:+.2f}, 95 % CI "
+                  f"{'n/a' if ci is None else f'[{ci[0]:+.2f}, {ci[1]:+.2f}]'}): DAgger was **{'kept' if dec['kept'] else 'not kept'}**; "
+                  "the learned loss trained on the same data.", ""]
+    lines += ["## Offline (validation episodes of the training data, MAE in steer units)", "", "| | MSE | learned loss |", "|---|---|---|"]
     for key in ("overall", "normal", "abnormal"):
         lines.append(f"| {key} | {_mae(off['mse'][key])} | {_mae(off['learned'][key])} |")
     best = r["tuning"]["best"]
     lines += ["", "## Tuning", "", f"{r['tuning']['trials']} closed-loop trials on tuning routes; best trial {best['trial']} "
               f"({best['method']}): objective {best['y']:.3g}, hyperparameters `{json.dumps(best['params'])}`.", "",
-              "## Figures", "", f"![contact sheet]({sheet.name})", "", "![comparison](comparison.png)", "",
-              "![MSE trajectories](closed_loop/mse/trajectories.png)", "", "![learned trajectories](closed_loop/learned/trajectories.png)", "",
+              "## Figures", "", f"![contact sheet]({sheet.name})", "", "![pass rates](compare/rare/compare.png)", "",
+              "![MSE trajectories](compare/rare/trajectories_mse.png)", "", "![learned trajectories](compare/rare/trajectories_learned.png)", "",
               "![learning curve, learned loss](runs/learned/learning_curve.png)", "", "![what was learned](runs/learned/learned_loss.png)", "",
               "![tuning convergence](tune/convergence.png)", "", "![GP over tau](tune/gp_tau.png)", "",
               f"Stage timings (s): `{json.dumps({k: round(v, 1) for k, v in r['timings_s'].items()})}`", ""]
     return "\n".join(lines)
 
 
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.0%}"
+
+
 def model_card(name: str, r: dict) -> str:
-    e, cl, off = r["exported"][name], r["closed_loop"][name], r["offline"][name]
+    from training.world.encounters import RARE_CATEGORIES
+
+    e, off = r["exported"][name], r["offline"][name]
+    rare, clear = r["compare"]["rare"], r["compare"]["clear"]
+    m, c = rare["models"][name], clear["models"][name]
+    loss = "MSE" if name == "mse" else "learned (" + r["tuning"]["best"]["params"]["loss"] + ")"
+    dagger = " + DAgger" if name == "mse" and (r["dagger_decision"] or {}).get("kept") else ""
     lines = [f"# Model card: `{name}.onnx`", "",
              f"- model id (SHA-256 prefix): `{e['model_id']}`; ONNX opset {e['opset']}; parity with torch: max |diff| {e['parity_max_abs_diff']:.2g}",
              "- input: (N, 3, 66, 200) float32 RGB in [-1, 1], the road band of an 800x600 fov-90 frame (crop rows 45-89 %, resize); "
              "the preprocessing spec is in the file's metadata",
              "- output: steer in [-1, 1], CARLA convention (+1 = full right)",
-             f"- loss: {'MSE' if name == 'mse' else 'learned (' + r['tuning']['best']['params']['loss'] + ')'}; "
-             f"trained by `metasteer pipeline` (seed {r['config']['seed']}, {r['dataset']['frames']} embedded-world frames)", "",
+             f"- loss: {loss}{dagger}; trained by `metasteer pipeline` (seed {r['config']['seed']}, {r['dataset']['frames']} embedded-world "
+             f"frames, events {r['dataset']['events']})", "",
              "## Offline (validation episodes, MAE in steer units)", "",
              f"overall {_mae(off['overall'])}, normal {_mae(off['normal'])}, abnormal {_mae(off['abnormal'])}", "",
-             f"## Closed loop ({cl['config']['episodes']} held-out embedded routes, rare-scene rate {cl['abnormal_rate']}, mean ± 95 % CI)", ""]
-    lines += [f"- {k}: {_fmt(cl[k])}" for k in METRICS]
-    lines += ["", "Measured in the embedded world only; transfer to CARLA or a real car has not been measured.", ""]
+             f"## Closed loop ({len(rare['routes'])} paired held-out embedded routes, rare-scene rate {rare['abnormal_rate']})", ""]
+    lines += [f"- {g} scenes passed: {_pct(m['pass_rate'][g]['rate'])} ({m['pass_rate'][g]['passed']}/{m['pass_rate'][g]['n']})"
+              for g in RARE_CATEGORIES + ("rare",)]
+    lines += [f"- route completion {_fmt(m['route_completion'])}, driving score {_fmt(m['driving_score'])}, "
+              f"time without infractions {_fmt(m['time_without_infractions_s'])} s",
+              f"- without rare scenes ({len(clear['routes'])} routes): route completion {_fmt(c['route_completion'])}", "",
+              "Measured in the embedded world only; transfer to CARLA or a real car has not been measured.", ""]
     return "\n".join(lines)
-
-
-def _comparison_plot(r: dict, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = ("time_without_infractions_s", "route_completion", "driving_score", "collisions", "lane_invasions")
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.5))
-    for ax, k in zip(axes, keys):
-        vals = [r["closed_loop"][n][k] for n in ("mse", "learned")]
-        ax.bar(["MSE", "learned"], [v["mean"] for v in vals], yerr=[v["ci95"] or 0 for v in vals], capsize=4, color=["tab:gray", "tab:green"])
-        ax.set_title(k, fontsize=9)
-    fig.suptitle("closed loop on held-out routes (mean ± 95 % CI)")
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)

@@ -8,20 +8,12 @@ import numpy as np
 import torch
 
 from training.data.arrays import ArraySet
+from training.figures import pyplot
 from training.losses import ML3Loss, WeightedMSE
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def learning_curve(rows: list[dict], out: Path, title: str) -> Path:
-    plt = _plt()
+    plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))
     for phase, style in (("meta", "tab:purple"), ("fit", "tab:blue")):
         pts = [(r["global_step"], r["train_loss"]) for r in rows if r["phase"] == phase and r.get("train_loss") is not None]
@@ -46,7 +38,7 @@ def learning_curve(rows: list[dict], out: Path, title: str) -> Path:
 def learned_loss_plot(loss: torch.nn.Module, train: ArraySet, out: Path, title: str) -> Path | None:
     """Weighted: relative weight vs pedestrian distance / curvature / lane offset and mean weight per
     category. ML3: the loss landscape over y_hat for a few y, on a normal and a rare frame."""
-    plt = _plt()
+    plt = pyplot()
     names = train.feature_names
     normal = train.extra[~train.abnormal] if (~train.abnormal).any() else train.extra
     base = np.median(normal, axis=0)

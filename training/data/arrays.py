@@ -7,19 +7,29 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from metasteer.preprocess import to_tensor
 from training.data.dataset import DrivingDataset
+
+
+def to_tensor_torch(band_bgr: torch.Tensor) -> torch.Tensor:
+    """``metasteer.preprocess.to_tensor`` in torch, on whatever device the uint8 batch lives:
+    (N, H, W, 3) uint8 BGR -> (N, 3, H, W) float32 RGB in [-1, 1] (equal values, tested)."""
+    return band_bgr.flip(-1).permute(0, 3, 1, 2).float() * (1.0 / 127.5) - 1.0
 
 
 @dataclass
 class ArraySet:
-    """Frames (N, H, W, 3) uint8 BGR bands, labels (N,), extra = scene features (N, F), categories."""
+    """Frames (N, H, W, 3) uint8 BGR bands, labels (N,), extra = scene features (N, F), categories,
+    and the episode of each frame. Frames stay uint8 in RAM (or on the GPU) until a batch is drawn."""
 
     images: np.ndarray
     y: np.ndarray
     extra: np.ndarray
     category: np.ndarray
     feature_names: list[str]
+    episode: np.ndarray
+
+    def __post_init__(self) -> None:
+        self._resident: dict[str, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.y)
@@ -29,34 +39,60 @@ class ArraySet:
         return self.category != "normal"
 
     def subset(self, index: np.ndarray) -> "ArraySet":
-        return ArraySet(self.images[index], self.y[index], self.extra[index], self.category[index], self.feature_names)
+        return ArraySet(self.images[index], self.y[index], self.extra[index], self.category[index], self.feature_names,
+                        self.episode[index])
+
+    def _on(self, device: str) -> dict[str, torch.Tensor]:
+        """The arrays as tensors on ``device`` (uint8 frames; copied there once), or pinned on the host
+        when the frames would take more than half of the GPU's free memory."""
+        if device not in self._resident:
+            images = torch.from_numpy(self.images)
+            if device.startswith("cuda"):
+                free, _ = torch.cuda.mem_get_info(torch.device(device))
+                images = images.to(device) if images.nbytes < free // 2 else images.pin_memory()
+            self._resident[device] = {"images": images, "y": torch.from_numpy(self.y).to(device),
+                                      "extra": torch.from_numpy(self.extra).to(device)}
+        return self._resident[device]
 
     def batch(self, index: np.ndarray, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(x, y, extra) tensors: x is the runtime preprocessing of the frames (N, 3, H, W) float32."""
-        x = torch.from_numpy(to_tensor(self.images[index]))
-        return x.to(device), torch.from_numpy(self.y[index]).to(device), torch.from_numpy(self.extra[index]).to(device)
+        """(x, y, extra) tensors on ``device``: x is the runtime preprocessing of the frames (N, 3, H, W) float32."""
+        t = self._on(device)
+        idx = torch.from_numpy(np.asarray(index, dtype=np.int64))
+        images = t["images"]
+        frames = images[idx.to(images.device)].to(device, non_blocking=True)
+        idx = idx.to(device)
+        return to_tensor_torch(frames), t["y"][idx], t["extra"][idx]
 
     @classmethod
     def load(cls, dataset: DrivingDataset) -> "ArraySet":
         return cls(dataset.images(np.arange(len(dataset))), dataset.steer, dataset.features(),
-                   dataset.columns["category"].astype(str), list(dataset.manifest["features"]))
+                   dataset.columns["category"].astype(str), list(dataset.manifest["features"]),
+                   dataset.columns["episode_seed"].astype(np.int64))
+
+    @classmethod
+    def concat(cls, sets: list["ArraySet"]) -> "ArraySet":
+        names = sets[0].feature_names
+        if any(s.feature_names != names or s.images.shape[1:] != sets[0].images.shape[1:] for s in sets):
+            raise ValueError("datasets disagree on frame shape or scene features; they cannot be trained on together")
+        return cls(*(np.concatenate([getattr(s, k) for s in sets]) for k in ("images", "y", "extra", "category")), names,
+                   np.concatenate([s.episode for s in sets]))
 
 
-def split_by_episode(dataset: DrivingDataset, fractions: dict[str, float], seed: int) -> dict[str, np.ndarray]:
+def split_by_episode(episode: np.ndarray, fractions: dict[str, float], seed: int) -> dict[str, np.ndarray]:
     """Frame indices per split name; whole episodes go to one split (frames of an episode are alike).
 
-    The split named ``"train"`` takes what the others leave.
+    ``episode``: the episode id of each frame. The split named ``"train"`` takes what the others leave.
     """
-    episodes = np.unique(dataset.columns["episode_seed"])
+    episodes = np.unique(episode)
     order = np.random.default_rng(seed).permutation(episodes)
     out, start = {}, 0
     for name, frac in fractions.items():
         n = max(1, int(round(frac * len(episodes))))
-        out[name] = np.flatnonzero(np.isin(dataset.columns["episode_seed"], order[start:start + n]))
+        out[name] = np.flatnonzero(np.isin(episode, order[start:start + n]))
         start += n
-    out["train"] = np.flatnonzero(np.isin(dataset.columns["episode_seed"], order[start:]))
+    out["train"] = np.flatnonzero(np.isin(episode, order[start:]))
     if len(out["train"]) == 0:
-        raise ValueError(f"{dataset.root}: too few episodes ({len(episodes)}) to split off {sorted(fractions)}")
+        raise ValueError(f"too few episodes ({len(episodes)}) to split off {sorted(fractions)}")
     return out
 
 

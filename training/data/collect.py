@@ -3,18 +3,20 @@ recovery states), each kept frame is stored with the expert's steering as its la
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Callable, Iterable, Protocol
 
 import numpy as np
 import pyarrow as pa
 
 from training.data.format import DatasetError, atomic_write_json, read_json, shard_paths
 from training.data.writer import finish_manifest, write_shard
-from training.world.base import FIXED_DELTA_S, SceneFeatures, VehicleControl
+from training.world.base import FIXED_DELTA_S, Observation, SceneFeatures, VehicleControl, pilotnet_camera
 from training.world.factory import WorldConfig, make_world
 
 
@@ -62,25 +64,59 @@ def episode_seed(seed: int, shard: int, episode: int) -> int:
     return int(np.random.SeedSequence([seed, shard, episode]).generate_state(1)[0])
 
 
-def record_shard(world_cfg: WorldConfig, cfg: CollectConfig, shard: int, n_frames: int) -> tuple[np.ndarray, pa.Table]:
-    """Drive episodes drawn from ``(seed, shard)`` until ``n_frames`` frames are kept."""
+class Driver(Protocol):
+    """Who drives while a dataset is recorded; the label is always the expert's steering."""
+
+    sees_camera: bool  # needs a frame every step (a policy), not only on recorded steps
+
+    def start(self, ep_seed: int) -> None: ...
+
+    def control(self, obs: Observation) -> tuple[VehicleControl, float]:
+        """The executed control and its steering offset from the expert (the ``steer_noise`` feature)."""
+
+
+class NoisyExpert:
+    """The world's expert with ``NoiseConfig`` perturbations, seeded per episode."""
+
+    sees_camera = False
+
+    def __init__(self, noise: bool = True) -> None:
+        self.noise = noise
+
+    def start(self, ep_seed: int) -> None:
+        self.perturbation = _Perturbation(NoiseConfig(), np.random.default_rng(ep_seed ^ 0x5EED))
+
+    def control(self, obs: Observation) -> tuple[VehicleControl, float]:
+        expert = obs.expert_control
+        offset = self.perturbation.step(FIXED_DELTA_S) if self.noise else 0.0
+        return VehicleControl(expert.throttle, float(np.clip(expert.steer + offset, -1, 1)), expert.brake), offset
+
+
+def event_gap_frames(record_every: int) -> int:
+    """Frames in one second of recording: encounters split by a shorter gap are one event."""
+    return max(1, round(1.0 / (FIXED_DELTA_S * record_every)))
+
+
+def record_episodes(world_cfg: WorldConfig, driver: Driver, seeds: Iterable[int], record_every: int,
+                    n_frames: int | None = None) -> tuple[np.ndarray, pa.Table]:
+    """Drive one episode per seed (stopping once ``n_frames`` frames are kept, if given); one frame
+    every ``record_every`` steps, labelled with the expert's command for that state."""
     images: list[np.ndarray] = []
     rows: dict[str, list] = {k: [] for k in ("episode_seed", "step", "time_s", "steer", "steer_executed",
                                                "throttle", "brake", "route_completion", "category")}
     for name in SceneFeatures.names():
         rows[name] = []
     with make_world(world_cfg) as world:
-        episode = 0
-        while len(images) < n_frames:
-            ep_seed = episode_seed(cfg.seed, shard, episode)
-            noise = _Perturbation(NoiseConfig(), np.random.default_rng(ep_seed ^ 0x5EED))
+        for ep_seed in seeds:
+            if n_frames is not None and len(images) >= n_frames:
+                break
+            driver.start(ep_seed)
             obs = world.reset(ep_seed)
             step = 0
-            while not obs.done and len(images) < n_frames:
+            while not obs.done and (n_frames is None or len(images) < n_frames):
                 expert = obs.expert_control
-                offset = noise.step(FIXED_DELTA_S) if cfg.noise else 0.0
-                executed = VehicleControl(expert.throttle, float(np.clip(expert.steer + offset, -1, 1)), expert.brake)
-                if step % cfg.record_every == 0:
+                executed, offset = driver.control(obs)
+                if step % record_every == 0:
                     obs.features.steer_noise = offset
                     images.append(obs.image[:, :, :3])
                     for k, v in (("episode_seed", ep_seed), ("step", step), ("time_s", obs.time_s), ("steer", expert.steer),
@@ -90,16 +126,23 @@ def record_shard(world_cfg: WorldConfig, cfg: CollectConfig, shard: int, n_frame
                     for name, v in asdict(obs.features).items():
                         rows[name].append(v)
                 step += 1
-                obs = world.step(executed, render=step % cfg.record_every == 0)
-            episode += 1
+                obs = world.step(executed, render=driver.sees_camera or step % record_every == 0)
+    if not images:
+        raise DatasetError("no frame recorded: every episode ended before its first step")
     table = pa.table({k: pa.array(v, type=pa.string() if k == "category" else None) for k, v in rows.items()})
     return np.stack(images).astype(np.uint8), table
+
+
+def record_shard(world_cfg: WorldConfig, cfg: CollectConfig, shard: int, n_frames: int) -> tuple[np.ndarray, pa.Table]:
+    """Drive episodes drawn from ``(seed, shard)`` until ``n_frames`` frames are kept."""
+    seeds = (episode_seed(cfg.seed, shard, k) for k in itertools.count())
+    return record_episodes(world_cfg, NoisyExpert(cfg.noise), seeds, cfg.record_every, n_frames)
 
 
 def _shard_job(job: tuple) -> dict:
     root, world_cfg, cfg, shard, n = job
     images, table = record_shard(world_cfg, cfg, shard, n)
-    return write_shard(Path(root), shard, images, table)
+    return write_shard(Path(root), shard, images, table, event_gap_frames(cfg.record_every))
 
 
 def _shard_sizes(cfg: CollectConfig) -> list[int]:
@@ -107,40 +150,39 @@ def _shard_sizes(cfg: CollectConfig) -> list[int]:
     return [min(cfg.frames_per_shard, cfg.frames - k * cfg.frames_per_shard) for k in range(n_shards)]
 
 
-def collect(out: Path, world_cfg: WorldConfig, cfg: CollectConfig, progress: bool = True) -> dict:
-    """Record (or resume recording) a dataset into ``out``; returns its manifest."""
-    out = Path(out)
-    request = {"world": asdict(world_cfg), "collect": {k: v for k, v in asdict(cfg).items() if k != "workers"}}
+def claim_request(out: Path, request: dict, what: str) -> None:
+    """Start ``out`` for ``request``, or check that a resume asks for the same thing."""
     request_path = out / "request.json"
-    if request_path.exists():
-        previous = read_json(request_path)
-        if previous != json.loads(json.dumps(request)):
-            raise DatasetError(f"{out}: holds a collection with a different request ({request_path}); "
-                               "use another --out or the same arguments to resume")
+    if request_path.exists() and read_json(request_path) != json.loads(json.dumps(request)):
+        raise DatasetError(f"{out}: holds a {what} with a different request ({request_path}); "
+                           "use another --out or the same arguments to resume")
     (out / "shards").mkdir(parents=True, exist_ok=True)
     atomic_write_json(request_path, request)
 
+
+def run_shard_jobs(job: Callable[[tuple], dict], todo: list[tuple], workers: int, bar) -> None:
+    """Run shard jobs (each writes one shard and returns its marker), in parallel processes if asked."""
+    if workers > 1 and len(todo) > 1:
+        with get_context("spawn").Pool(min(workers, len(todo))) as pool:
+            for marker in pool.imap_unordered(job, todo):
+                bar.update(marker["frames"])
+    else:
+        for args in todo:
+            bar.update(job(args)["frames"])
+    bar.close()
+
+
+def collect(out: Path, world_cfg: WorldConfig, cfg: CollectConfig, progress: bool = True) -> dict:
+    """Record (or resume recording) a dataset into ``out``; returns its manifest."""
+    from tqdm import tqdm
+
+    out = Path(out)
+    claim_request(out, {"world": asdict(world_cfg), "collect": {k: v for k, v in asdict(cfg).items() if k != "workers"}}, "collection")
     sizes = _shard_sizes(cfg)
     done = {k for k in range(len(sizes)) if shard_paths(out, k)["marker"].exists()}
     todo = [(str(out), world_cfg, cfg, k, n) for k, n in enumerate(sizes) if k not in done]
-    from tqdm import tqdm
-
     bar = tqdm(total=cfg.frames, initial=sum(sizes[k] for k in done), unit="frame", desc="collect", disable=not progress)
-    if todo:
-        if cfg.workers > 1 and len(todo) > 1:
-            with get_context("spawn").Pool(min(cfg.workers, len(todo))) as pool:
-                for marker in pool.imap_unordered(_shard_job, todo):
-                    bar.update(marker["frames"])
-        else:
-            for job in todo:
-                bar.update(_shard_job(job)["frames"])
-    bar.close()
-    return write_manifest(out, world_cfg, cfg, len(sizes))
-
-
-def write_manifest(out: Path, world_cfg: WorldConfig, cfg: CollectConfig, n_shards: int) -> dict:
-    from training.world.base import pilotnet_camera
-
-    return finish_manifest(out, n_shards, world=world_cfg.world, seed=cfg.seed,
+    run_shard_jobs(_shard_job, todo, cfg.workers, bar)
+    return finish_manifest(out, len(sizes), world=world_cfg.world, seed=cfg.seed,
                            config={"world": asdict(world_cfg), "collect": asdict(cfg)},
                            camera=asdict(pilotnet_camera(world_cfg.width, world_cfg.height)))

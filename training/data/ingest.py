@@ -107,10 +107,12 @@ def ingest(bag: Path, out: Path, cfg: IngestConfig = IngestConfig(), spec: Prepr
     out.mkdir(parents=True, exist_ok=True)
     n = len(images)
     shards = range(0, n, cfg.frames_per_shard)
+    frame_dt_s = float(np.median(np.diff(rows["time_s"]))) if n > 1 else 1.0
+    gap = max(1, round(1.0 / max(frame_dt_s, 1e-3)))  # frames in one second: closer encounters are one event
     for k, start in enumerate(shards):
         sl = slice(start, start + cfg.frames_per_shard)
         table = pa.table({key: pa.array(v[sl], type=pa.string() if key == "category" else None) for key, v in rows.items()})
-        write_shard(out, k, np.stack(images[sl]), table)
+        write_shard(out, k, np.stack(images[sl]), table, gap)
     manifest = finish_manifest(out, len(shards), world="rosbag", seed=None,
                                config={"bag": str(bag), "ingest": vars(cfg)}, camera={"preprocess": spec.to_json()})
     return {"out": str(out), "frames": manifest["frames"], "skipped": skipped, "events": len(events), "counts": manifest["counts"]}
