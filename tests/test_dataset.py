@@ -54,8 +54,11 @@ def test_killed_collection_resumes_without_losing_or_duplicating_frames(tmp_path
     assert not (killed / "manifest.json").exists()
     with pytest.raises(DatasetError, match="unfinished"):
         DrivingDataset(killed)
+    finished = [k for k in range(6) if shard_paths(killed, k)["marker"].exists()]
+    stamps = {k: [(p.stat().st_mtime_ns, p.stat().st_ino) for p in shard_paths(killed, k).values()] for k in finished}
     for out in (killed, whole):
         subprocess.run(METASTEER + args + ["--out", str(out)], env=cli_env, check=True)
+    assert {k: [(p.stat().st_mtime_ns, p.stat().st_ino) for p in shard_paths(killed, k).values()] for k in finished} == stamps
     resumed, reference = DrivingDataset(killed), DrivingDataset(whole)
     assert len(resumed) == len(reference) == 1200
     assert resumed.manifest["shards"] == reference.manifest["shards"]

@@ -79,3 +79,49 @@ def test_baselines_train_and_evaluate_offline(small_dataset, tmp_path, cli_env, 
     assert set(metrics["by_category"]) == {"normal", "pedestrian", "obstacle", "sharp_bend"}
     assert sum(b["n"] for b in metrics["by_steer_bin"]) == 600
     assert (out / f"offline_{small_dataset.name}.png").exists()
+
+
+def test_batches_from_resident_uint8_frames_equal_the_runtime_preprocessing():
+    import numpy as np
+
+    from metasteer.preprocess import to_tensor
+    from training.data.arrays import ArraySet, to_tensor_torch
+
+    frames = np.random.default_rng(0).integers(0, 256, (6, 66, 200, 3), dtype=np.uint8)
+    assert torch.equal(to_tensor_torch(torch.from_numpy(frames)), torch.from_numpy(to_tensor(frames)))
+    data = ArraySet(frames, np.arange(6, dtype=np.float32), np.zeros((6, 2), np.float32), np.array(["normal"] * 6), ["a", "b"], np.arange(6))
+    x, y, _ = data.batch(np.array([4, 1]))
+    assert torch.equal(x, torch.from_numpy(to_tensor(frames[[4, 1]]))) and y.tolist() == [4.0, 1.0]
+
+
+def test_learning_rate_warms_up_then_decays_by_cosine():
+    from training.fit import TrainConfig, lr_at
+
+    cfg = TrainConfig(steps=1100, lr=1e-3, warmup_steps=100, min_lr_ratio=0.05)
+    assert lr_at(0, cfg) == pytest.approx(1e-5) and lr_at(99, cfg) == pytest.approx(1e-3)
+    assert lr_at(600, cfg) == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5))  # half way through the decay
+    assert lr_at(1100, cfg) == pytest.approx(5e-5)
+    assert lr_at(500, TrainConfig(lr_schedule="constant", lr=3e-4)) == 3e-4
+
+
+def test_best_snapshot_keeps_the_better_of_two():
+    from training.fit import BestSnapshot
+
+    best, model = BestSnapshot(), torch.nn.Linear(2, 1)
+    torch.nn.init.constant_(model.weight, 1.0)
+    assert best.offer(10, 0.05, model)
+    torch.nn.init.constant_(model.weight, 2.0)
+    assert not best.offer(20, 0.07, model)  # worse: ignored
+    assert best.step == 10 and torch.equal(best.state["weight"], torch.ones(1, 2))
+
+
+def test_the_run_keeps_the_snapshot_best_on_balanced_validation(small_dataset, tmp_path, cli_env):
+    out = tmp_path / "run"
+    # a constant, too high learning rate makes the validation error wander: the last step is rarely the best
+    result = json.loads(_train(small_dataset, out, cli_env, "--steps", "60", "--eval-every", "10", "--lr", "0.01",
+                               "--lr-schedule", "constant").stdout.strip().splitlines()[-1])
+    rows = [r for r in csv.DictReader((out / "log.csv").open()) if r.get("val_mae_balanced")]
+    best = min(rows, key=lambda r: float(r["val_mae_balanced"]))
+    assert result["best_step"] == int(best["step"])
+    assert result["val_mae_balanced"] == pytest.approx(float(best["val_mae_balanced"]), rel=1e-5)  # model.pt is that snapshot
+    assert load(out / "model.pt")["step"] == result["best_step"]

@@ -210,7 +210,7 @@ def _markdown(r: dict, sheet: Path) -> str:
                          f"| {rd['best_step']} | {rd['val_mae_balanced']:.4f} |")
         ci = dec["paired_diff"]["ci95"]
         lines += ["", f"On {dec['routes']} paired tuning routes the rare-scene pass rate went {_pct(dec['rare_pass_rate']['without'])} -> "
-                  f"{_pct(dec['rare_pass_rate']['with'])} (paired diff {dec['paired_diff']['diff']:+.2f}, 95 % CI "
+                  f"{_pct(dec['rare_pass_rate']['with'])} (paired diff {_signed(dec['paired_diff']['diff'])}, 95 % CI "
                   f"{'n/a' if ci is None else f'[{ci[0]:+.2f}, {ci[1]:+.2f}]'}): DAgger was **{'kept' if dec['kept'] else 'not kept'}**; "
                   "the learned loss trained on the same data.", ""]
     lines += ["## Offline (validation episodes of the training data, MAE in steer units)", "", "| | MSE | learned loss |", "|---|---|---|"]
@@ -229,6 +229,10 @@ def _markdown(r: dict, sheet: Path) -> str:
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.0%}"
+
+
+def _signed(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:+.2f}"
 
 
 def model_card(name: str, r: dict) -> str:
