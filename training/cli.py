@@ -128,6 +128,14 @@ def _cmd_dagger(args: argparse.Namespace) -> dict:
                   from_args(DaggerConfig, args), progress=not args.no_progress)
 
 
+def _cmd_bench_events_curve(args: argparse.Namespace) -> dict:
+    from training.bench.events_curve import bench_events_curve
+
+    return bench_events_curve(Path(args.work), Path(args.data) if args.data else None,
+                              tuple(float(f) for f in args.fractions.split(",")), steps=args.steps, episodes=args.episodes,
+                              seed=args.seed, progress=not args.no_progress)
+
+
 def _cmd_bench_train_step(args: argparse.Namespace) -> dict:
     from training.bench.train_step import bench_train_step
 
@@ -309,6 +317,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=8000)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=30)
+    p = command("events-curve", _cmd_bench_events_curve, "MSE on nested episode subsets: closed-loop pass rate per rare scene vs events",
+                parent=bench)
+    p.add_argument("--work", default="runs/bench_events_curve", help="runs, models and results go here (reused when re-run)")
+    p.add_argument("--data", default=None, help="dataset to subset (default: collect 80,000 frames at 5 %% rare frames)")
+    p.add_argument("--fractions", default="0.125,0.25,0.5,1", help="comma-separated shares of the episodes")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--episodes", type=int, default=24, help="paired held-out routes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
     p = command("meta-step", _cmd_bench_meta_step, "seconds per plain / meta step, per engine and unroll; head-only variant", parent=bench)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--repeats", type=int, default=5)

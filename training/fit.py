@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from metasteer.preprocess import PreprocessSpec
 from training.checkpoint import load, save_atomic
-from training.data.arrays import ArraySet, Sampler, split_by_episode
+from training.data.arrays import ArraySet, Sampler, episode_subset, split_by_episode
 from training.data.dataset import DrivingDataset
 from training.evaluate_offline import offline_metrics, predict
 from training.device import resolve_device
@@ -52,6 +52,7 @@ class TrainConfig:
     grad_clip: float = field(default=1.0, metadata={"help": "clip the model's gradient norm to this (0: off)"})
     rare_fraction: float = field(default=0.0, metadata={"help": "share of rare-scene frames in every batch (0: uniform sampling)"})
     select_best: bool = field(default=True, metadata={"help": "keep the snapshot best on category-balanced validation MAE"})
+    episode_fraction: float = field(default=1.0, metadata={"help": "train on this share of the data's episodes (nested subsets; a data-budget sweep)"})
     init_from: str = field(default="", metadata={"help": "run directory or model.pt to fine-tune from (default: a fresh model)"})
     checkpoint_every: int = field(default=100, metadata={"help": "checkpoint every N steps"})
     seed: int = field(default=0, metadata={"help": "seed of splits, initialisation and batches"})
@@ -133,12 +134,12 @@ class Run:
                         "meta": asdict(meta), "train": asdict(cfg)}
         datasets = [DrivingDataset(d) for d in paths]
         self.manifests = [d.manifest for d in datasets]
-        arrays = ArraySet.concat([ArraySet.load(d) for d in datasets])
+        episode = np.concatenate([d.columns["episode_seed"].astype(np.int64) for d in datasets])
+        chosen = episode_subset(episode, cfg.episode_fraction) if cfg.episode_fraction < 1.0 else np.arange(len(episode))
         fractions = {"val": cfg.val_fraction} | ({} if meta_data else {"meta": cfg.meta_fraction})
-        splits = split_by_episode(arrays.episode, fractions, cfg.seed)
-        self.train, self.val = arrays.subset(splits["train"]), arrays.subset(splits["val"])
-        self.meta = ArraySet.load(DrivingDataset(meta_data)) if meta_data else arrays.subset(splits["meta"])
-        del arrays
+        splits = {k: chosen[v] for k, v in split_by_episode(episode[chosen], fractions, cfg.seed).items()}
+        self.train, self.val = ArraySet.gather(datasets, splits["train"]), ArraySet.gather(datasets, splits["val"])
+        self.meta = ArraySet.load(DrivingDataset(meta_data)) if meta_data else ArraySet.gather(datasets, splits["meta"])
         torch.manual_seed(cfg.seed)  # the learned loss's initial phi
         self.loss = make_loss(spec, self.train.feature_names, self.train.y, self.train.extra).to(self.device)
         self.learned = spec.loss in LEARNED

@@ -96,7 +96,7 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
 
     t = _stage(f"3/8 DAgger: {n['dagger_rounds']} rounds on the MSE model")
     dcfg = DaggerConfig(rounds=n["dagger_rounds"], routes=n["dagger_routes"], dagger_steps=n["dagger_steps"], seed=cfg.seed,
-                        dagger_abnormal_rate=cfg.eval_abnormal_rate)
+                        dagger_abnormal_rate=cfg.eval_abnormal_rate, record_every=record_every)
     dag = dagger(out / "dagger", out / "runs" / "mse", [data], world_cfg, dcfg, train_cfg=train_cfg, progress=progress) \
         if n["dagger_rounds"] else None
     timings["dagger_s"] = time.perf_counter() - t

@@ -65,17 +65,43 @@ class ArraySet:
 
     @classmethod
     def load(cls, dataset: DrivingDataset) -> "ArraySet":
-        return cls(dataset.images(np.arange(len(dataset))), dataset.steer, dataset.features(),
-                   dataset.columns["category"].astype(str), list(dataset.manifest["features"]),
-                   dataset.columns["episode_seed"].astype(np.int64))
+        return cls.gather([dataset])
 
     @classmethod
-    def concat(cls, sets: list["ArraySet"]) -> "ArraySet":
-        names = sets[0].feature_names
-        if any(s.feature_names != names or s.images.shape[1:] != sets[0].images.shape[1:] for s in sets):
+    def gather(cls, datasets: list[DrivingDataset], index: np.ndarray | None = None) -> "ArraySet":
+        """Frames ``index`` (default: all) of several datasets taken as one, numbered in order; read
+        from the memory-mapped shards straight into one array (no full intermediate copy)."""
+        names = list(datasets[0].manifest["features"])
+        shape = tuple(datasets[0].manifest["image_shape"])
+        if any(list(d.manifest["features"]) != names or tuple(d.manifest["image_shape"]) != shape for d in datasets):
             raise ValueError("datasets disagree on frame shape or scene features; they cannot be trained on together")
-        return cls(*(np.concatenate([getattr(s, k) for s in sets]) for k in ("images", "y", "extra", "category")), names,
-                   np.concatenate([s.episode for s in sets]))
+        offsets = np.cumsum([0] + [len(d) for d in datasets])
+        index = np.arange(offsets[-1]) if index is None else np.asarray(index, dtype=np.int64)
+        images = np.empty((len(index),) + shape, dtype=np.uint8)
+        parts = []
+        for k, d in enumerate(datasets):
+            sel = (index >= offsets[k]) & (index < offsets[k + 1])
+            local = index[sel] - offsets[k]
+            images[sel] = d.images(local)
+            parts.append((sel, local, d))
+
+        def column(get) -> np.ndarray:
+            first = get(datasets[0])
+            out = np.empty((len(index),) + first.shape[1:], dtype=first.dtype)
+            for sel, local, d in parts:
+                out[sel] = get(d)[local]
+            return out
+        return cls(images, column(lambda d: d.steer), column(lambda d: d.features()),
+                   column(lambda d: d.columns["category"].astype(object)).astype(str), names,
+                   column(lambda d: d.columns["episode_seed"].astype(np.int64)))
+
+
+def episode_subset(episode: np.ndarray, fraction: float) -> np.ndarray:
+    """Frame indices of the first ``fraction`` of the episodes in a fixed order: smaller fractions
+    are nested in larger ones, whatever the training seed (a data-budget sweep)."""
+    episodes = np.random.default_rng(0).permutation(np.unique(episode))
+    keep = episodes[:max(1, int(np.ceil(fraction * len(episodes))))]
+    return np.flatnonzero(np.isin(episode, keep))
 
 
 def split_by_episode(episode: np.ndarray, fractions: dict[str, float], seed: int) -> dict[str, np.ndarray]:
