@@ -11,13 +11,15 @@ from training.losses.mse import MSELoss
 from training.losses.weighted import WeightedMSE
 from training.models import PilotNet, PilotNetConfig
 
-NAMES = ["ped_present", "ped_distance_m", "curvature_ahead_1pm", "abnormal"]
+NAMES = ["ped_present", "ped_distance_m", "curvature_ahead_1pm", "abnormal", "is_pedestrian", "is_obstacle", "is_sharp_bend"]
 
 
 def _data(n=64, seed=0):
     g = np.random.default_rng(seed)
     extra = g.normal(size=(n, len(NAMES))).astype(np.float32)
     extra[:, 3] = g.random(n) < 0.1
+    extra[:, 4:] = 0.0
+    extra[:, 4] = extra[:, 3]  # every rare frame here is a pedestrian scene
     y = (0.1 * g.normal(size=n) + 0.3 * extra[:, 3]).astype(np.float32)
     return torch.from_numpy(y), torch.from_numpy(extra)
 
@@ -29,15 +31,16 @@ def _grads(loss_fn, model, x, y, extra):
     return loss.detach(), [p.grad.clone() for p in model.parameters()]
 
 
-def test_weighted_with_tau_zero_is_exactly_mse_in_value_and_gradient():
-    y, extra = _data(16)
+@pytest.mark.parametrize("batch", [16, 24, 7])
+def test_weighted_with_tau_zero_is_exactly_mse_in_value_and_gradient(batch):
+    y, extra = _data(batch)
     feats = FeatureInput([0, 1, 2, 3], extra.mean(0), extra.std(0))
     weighted = WeightedMSE(feats, tau=0.0)
     for p in weighted.parameters():  # a non-trivial scorer: only tau = 0 makes it MSE
         torch.nn.init.normal_(p, std=1.0)
     torch.manual_seed(0)
     model = PilotNet(PilotNetConfig(width=0.25))
-    x = torch.randn(16, 3, 66, 200)
+    x = torch.randn(batch, 3, 66, 200)
     l_w, g_w = _grads(weighted, model, x, y, extra)
     l_m, g_m = _grads(MSELoss(), model, x, y, extra)
     assert torch.equal(l_w, l_m)
@@ -66,6 +69,38 @@ def test_inverse_frequency_upweights_rare_labels_and_abnormal_frames():
     w = loss.weights(torch.from_numpy(y), torch.from_numpy(abnormal[:, None]))
     assert w[950:].mean() > 10 * w[:950].mean()
     assert w.mean().item() == pytest.approx(1.0, rel=0.05)
+
+
+def test_inverse_frequency_caps_the_product_of_its_factors():
+    g = np.random.default_rng(2)
+    y = np.concatenate([0.02 * g.normal(size=970), 0.5 + 0.05 * g.normal(size=30)]).astype(np.float32)
+    abnormal = np.r_[np.zeros(970), np.ones(30)].astype(np.float32)
+    loss = InverseFrequencyMSE(y, abnormal, abnormal_column=0, max_ratio=20.0)
+    w = loss.weights(torch.from_numpy(y), torch.from_numpy(abnormal[:, None])).numpy()
+    assert w.max() / np.median(w[:970]) <= 20.0 * 1.0001  # each factor alone is ~30x here: uncapped, 900x
+    assert w.mean() == pytest.approx(1.0, rel=1e-4)
+    assert 0.05 < loss.effective_sample_share <= 1.0
+    assert loss.effective_sample_share == pytest.approx(float(w.sum() ** 2 / (len(w) * (w ** 2).sum())), rel=1e-4)
+
+
+def test_balanced_mse_starts_at_the_labels_spread():
+    y, extra = _data(64)
+    loss = make_loss(LossSpec(loss="balanced-mse"), NAMES, y.numpy(), extra.numpy())
+    assert float(loss.log_sigma.exp()) == pytest.approx(float(np.std(y.numpy())), rel=1e-5)
+
+
+def test_category_weights_are_batch_normalised_and_all_ones_is_mse():
+    y, extra = _data(40)
+    y_hat = torch.zeros(40)
+    ones = make_loss(LossSpec(loss="category-weights"), NAMES, y.numpy(), extra.numpy())
+    assert torch.equal(ones(y_hat, y, extra), MSELoss()(y_hat, y))
+    heavy = make_loss(LossSpec(loss="category-weights", category_weights="pedestrian=3"), NAMES, y.numpy(), extra.numpy())
+    w = heavy.weights(extra)
+    ped = extra[:, 4] > 0.5
+    assert w.mean().item() == pytest.approx(1.0, rel=1e-6)
+    assert torch.allclose(w[ped], 3 * w[~ped][0]) and torch.allclose(w[~ped], w[~ped][0])
+    with pytest.raises(ValueError, match="NAME=WEIGHT"):
+        make_loss(LossSpec(loss="category-weights", category_weights="cyclist=2"), NAMES, y.numpy(), extra.numpy())
 
 
 def test_balanced_mse_learns_its_noise_scale():

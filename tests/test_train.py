@@ -125,3 +125,21 @@ def test_the_run_keeps_the_snapshot_best_on_balanced_validation(small_dataset, t
     assert result["best_step"] == int(best["step"])
     assert result["val_mae_balanced"] == pytest.approx(float(best["val_mae_balanced"]), rel=1e-5)  # model.pt is that snapshot
     assert load(out / "model.pt")["step"] == result["best_step"]
+
+
+def test_a_crafted_pickle_is_refused_not_run(tmp_path):
+    import pickle
+
+    from training.models.io import load_model
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    with open(tmp_path / "model.pt", "wb") as fh:
+        pickle.dump({"state_dict": Payload()}, fh)
+    with pytest.raises(RuntimeError, match="refused"):
+        load_model(tmp_path)
+    assert not marker.exists()

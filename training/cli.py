@@ -76,9 +76,12 @@ def _cmd_evaluate_offline(args: argparse.Namespace) -> dict:
     from training.evaluate_offline import offline_metrics, plot_offline, predict
     from training.models.io import load_model
 
+    from training.device import resolve_device
+
+    device = resolve_device("auto")
     model, info = load_model(args.run)
     data = ArraySet.load(DrivingDataset(args.data))
-    pred = predict(model, data)
+    pred = predict(model.to(device), data, device=device)
     metrics = offline_metrics(pred, data)
     run_dir = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
     plot = plot_offline(metrics, pred, data, run_dir / f"offline_{Path(args.data).name}.png",

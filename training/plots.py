@@ -36,7 +36,7 @@ def learning_curve(rows: list[dict], out: Path, title: str) -> Path:
 
 @torch.no_grad()
 def learned_loss_plot(loss: torch.nn.Module, train: ArraySet, out: Path, title: str) -> Path | None:
-    """Weighted: relative weight vs pedestrian distance / curvature / lane offset and mean weight per
+    """Weighted: relative weight vs pedestrian distance / curvature / obstacle distance and mean weight per
     category. ML3: the loss landscape over y_hat for a few y, on a normal and a rare frame."""
     plt = pyplot()
     names = train.feature_names
@@ -51,9 +51,10 @@ def learned_loss_plot(loss: torch.nn.Module, train: ArraySet, out: Path, title: 
             s0 = loss.score(loss.inputs(torch.from_numpy(base[None].astype(np.float32)))).squeeze(-1)
             return torch.exp(loss.tau * (s - s0)).numpy()
 
-        sweeps = (("ped_distance_m", np.linspace(0, 50, 60), {"ped_present": 1.0, "abnormal": 1.0}, "pedestrian distance (m)"),
+        sweeps = (("ped_distance_m", np.linspace(0, 50, 60), {"ped_present": 1.0, "is_pedestrian": 1.0, "abnormal": 1.0}, "pedestrian distance (m)"),
                   ("curvature_ahead_1pm", np.linspace(-0.07, 0.07, 60), {}, "curvature ahead (1/m)"),
-                  ("lane_offset_m", np.linspace(-1.5, 1.5, 60), {}, "lane offset (m)"))
+                  ("obstacle_distance_m", np.linspace(0, 50, 60), {"obstacle_present": 1.0, "is_obstacle": 1.0, "abnormal": 1.0},
+                   "obstacle distance (m)"))
         for ax, (name, values, fixed, label) in zip(axes, sweeps):
             if name not in names:
                 ax.axis("off")

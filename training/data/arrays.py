@@ -8,6 +8,9 @@ import numpy as np
 import torch
 
 from training.data.dataset import DrivingDataset
+from training.world.encounters import RARE_CATEGORIES
+
+CATEGORY_FEATURES = tuple(f"is_{c}" for c in RARE_CATEGORIES)  # one-hot of the frame's rare category, appended to the features
 
 
 def to_tensor_torch(band_bgr: torch.Tensor) -> torch.Tensor:
@@ -18,8 +21,8 @@ def to_tensor_torch(band_bgr: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class ArraySet:
-    """Frames (N, H, W, 3) uint8 BGR bands, labels (N,), extra = scene features (N, F), categories,
-    and the episode of each frame. Frames stay uint8 in RAM (or on the GPU) until a batch is drawn."""
+    """Frames (N, H, W, 3) uint8 BGR bands, labels (N,), extra = scene features (N, F; the dataset's,
+    then ``CATEGORY_FEATURES``), categories, and the episode of each frame. Frames stay uint8 in RAM (or on the GPU) until a batch is drawn."""
 
     images: np.ndarray
     y: np.ndarray
@@ -91,9 +94,10 @@ class ArraySet:
             for sel, local, d in parts:
                 out[sel] = get(d)[local]
             return out
-        return cls(images, column(lambda d: d.steer), column(lambda d: d.features()),
-                   column(lambda d: d.columns["category"].astype(object)).astype(str), names,
-                   column(lambda d: d.columns["episode_seed"].astype(np.int64)))
+        category = column(lambda d: d.columns["category"].astype(object)).astype(str)
+        onehots = np.stack([category == c for c in RARE_CATEGORIES], axis=1).astype(np.float32)
+        return cls(images, column(lambda d: d.steer), np.concatenate([column(lambda d: d.features()), onehots], axis=1), category,
+                   names + list(CATEGORY_FEATURES), column(lambda d: d.columns["episode_seed"].astype(np.int64)))
 
 
 def episode_subset(episode: np.ndarray, fraction: float) -> np.ndarray:

@@ -8,10 +8,13 @@ import numpy as np
 import torch
 from torch import nn
 
-LOSSES = ("mse", "weighted", "ml3", "inverse-freq", "balanced-mse")
+LOSSES = ("mse", "weighted", "ml3", "inverse-freq", "balanced-mse", "category-weights")
 LEARNED = ("weighted", "ml3")
-DEFAULT_FEATURES = ("ped_present", "ped_distance_m", "ped_lateral_m", "obstacle_present", "obstacle_distance_m",
-                    "curvature_ahead_1pm", "lane_offset_m", "heading_error_rad", "abnormal")
+# what a learned weighting reads by default: which rare scene (one-hots), how near, how sharp the bend;
+# not the ego's own lane offset / heading (with them it learned to ignore frames left of the lane
+# centre, which hold the evasive manoeuvres)
+DEFAULT_FEATURES = ("is_pedestrian", "is_obstacle", "is_sharp_bend", "ped_present", "ped_distance_m", "ped_lateral_m",
+                    "obstacle_present", "obstacle_distance_m", "curvature_ahead_1pm", "abnormal")
 
 
 @dataclass(frozen=True)
@@ -25,11 +28,26 @@ class LossSpec:
     ml3_hidden: int = field(default=40, metadata={"help": "ml3: width of the loss network"})
     ml3_features: bool = field(default=True, metadata={"help": "ml3: feed scene features to the loss network"})
     features: str = field(default=",".join(DEFAULT_FEATURES), metadata={"help": "scene features a learned loss reads"})
+    category_weights: str = field(default="pedestrian=1,obstacle=1,sharp_bend=1",
+                                  metadata={"help": "category-weights: weight per rare category (normal = 1), normalised over each batch"})
+
+
+def parse_category_weights(text: str) -> dict[str, float]:
+    """``"pedestrian=3,obstacle=2"`` -> weight per rare category (missing ones: 1)."""
+    from training.world.encounters import RARE_CATEGORIES
+
+    weights = dict.fromkeys(RARE_CATEGORIES, 1.0)
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        if name.strip() not in weights or not value:
+            raise ValueError(f"category weight {item!r}: expected NAME=WEIGHT with NAME in {list(weights)}")
+        weights[name.strip()] = float(value)
+    return weights
 
 
 def make_loss(spec: LossSpec, feature_names: list[str], y_train: np.ndarray, extra_train: np.ndarray) -> nn.Module:
     """``feature_names``: the columns of ``extra``; ``y_train`` / ``extra_train``: the training set."""
-    from training.losses import BalancedMSE, InverseFrequencyMSE, ML3Loss, MSELoss, WeightedMSE
+    from training.losses import BalancedMSE, CategoryWeightedMSE, InverseFrequencyMSE, ML3Loss, MSELoss, WeightedMSE
     from training.losses.features import FeatureInput
 
     def inputs() -> FeatureInput:
@@ -50,5 +68,8 @@ def make_loss(spec: LossSpec, feature_names: list[str], y_train: np.ndarray, ext
         column = feature_names.index("abnormal")
         return InverseFrequencyMSE(y_train, extra_train[:, column], column)
     if spec.loss == "balanced-mse":
-        return BalancedMSE()
+        return BalancedMSE(init_sigma=max(float(np.std(y_train)), 1e-3))  # start at the labels' spread, not a fixed 0.1
+    if spec.loss == "category-weights":
+        weights = parse_category_weights(spec.category_weights)
+        return CategoryWeightedMSE([feature_names.index(f"is_{c}") for c in weights], list(weights.values()))
     raise ValueError(f"unknown loss {spec.loss!r}; choose one of {LOSSES}")

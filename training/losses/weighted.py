@@ -25,9 +25,11 @@ class WeightedMSE(nn.Module):
         nn.init.zeros_(self.score[-1].bias)
 
     def weights(self, extra: torch.Tensor) -> torch.Tensor:
-        """(B,) weights, mean 1 over the batch."""
-        s = self.score(self.inputs(extra)).squeeze(-1)
-        return torch.softmax(self.tau * s, dim=0) * s.shape[0]
+        """(B,) weights, mean 1 over the batch: B * softmax(tau * s), written as e / mean(e) so that
+        tau = 0 gives exactly 1.0 for any batch size (B * (1 / B) is not 1 in floating point)."""
+        z = self.tau * self.score(self.inputs(extra)).squeeze(-1)
+        e = torch.exp(z - z.max().detach())
+        return e / e.mean()
 
     def forward(self, y_hat: torch.Tensor, y: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
         return torch.mean(self.weights(extra) * (y_hat - y) ** 2)

@@ -10,9 +10,9 @@ import numpy as np
 from training.losses.registry import DEFAULT_FEATURES
 
 FEATURE_GROUPS = {
-    "pedestrian": ("ped_present", "ped_distance_m", "ped_lateral_m"),
-    "obstacle": ("obstacle_present", "obstacle_distance_m"),
-    "geometry": ("curvature_ahead_1pm", "lane_offset_m", "heading_error_rad"),
+    "pedestrian": ("is_pedestrian", "ped_present", "ped_distance_m", "ped_lateral_m"),
+    "obstacle": ("is_obstacle", "obstacle_present", "obstacle_distance_m"),
+    "geometry": ("is_sharp_bend", "curvature_ahead_1pm"),
 }
 
 
