@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from metasteer.policy import OnnxPolicy
-from training.figures import pyplot
 from training.evaluate import EvalConfig, as_onnx, drive_routes, mean_ci95, plot_trajectories
+from training.figures import pyplot
 from training.world.base import FIXED_DELTA_S, SCENE_CATEGORIES
 from training.world.encounters import RARE_CATEGORIES, encounters
 from training.world.factory import WorldConfig

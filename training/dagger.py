@@ -11,18 +11,16 @@ dataset is not re-recorded (shard markers) and a started fine-tune continues fro
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from metasteer.control import SpeedController
 from metasteer.policy import OnnxPolicy
 from training.data.collect import claim_request, event_gap_frames, record_episodes, run_shard_jobs
 from training.data.dataset import DrivingDataset
 from training.data.format import shard_paths
 from training.data.writer import finish_manifest, write_shard
-from training.evaluate import route_seed
-from training.world.base import FIXED_DELTA_S, Observation, VehicleControl, pilotnet_camera
+from training.evaluate import PolicyDriver, route_seed
+from training.world.base import pilotnet_camera
 from training.world.factory import WorldConfig
 
 
@@ -37,27 +35,6 @@ class DaggerConfig:
     dagger_lr: float = field(default=5e-4, metadata={"help": "fine-tuning peak learning rate"})
     seed: int = field(default=0, metadata={"help": "seed of the DAgger routes (their own namespace) and of training"})
     workers: int = field(default=2, metadata={"help": "parallel driving processes"})
-
-
-class PolicyDriver:
-    """The policy drives (runtime speed controller, brake on a non-finite output); the recorded
-    ``steer_noise`` is how far its steering is from the expert's."""
-
-    sees_camera = True
-
-    def __init__(self, policy: OnnxPolicy, target_speed_mps: float) -> None:
-        self.policy, self.target_speed_mps = policy, target_speed_mps
-
-    def start(self, ep_seed: int) -> None:
-        self.speed = SpeedController(self.target_speed_mps, dt_s=FIXED_DELTA_S)
-
-    def control(self, obs: Observation) -> tuple[VehicleControl, float]:
-        steer = self.policy.steer(obs.image, "bgra8")
-        throttle, brake = self.speed.run_step(obs.speed_mps)
-        if not math.isfinite(steer):
-            steer, throttle, brake = 0.0, 0.0, 1.0
-        steer = max(-1.0, min(1.0, steer))
-        return VehicleControl(throttle, steer, brake), steer - obs.expert_control.steer
 
 
 def _policy_shard_job(job: tuple) -> dict:

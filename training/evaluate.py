@@ -20,7 +20,7 @@ import numpy as np
 from metasteer.control import SpeedController
 from metasteer.infractions import EventType
 from metasteer.policy import OnnxPolicy
-from training.world.base import FIXED_DELTA_S, VehicleControl
+from training.world.base import FIXED_DELTA_S, Observation, VehicleControl
 from training.world.factory import WorldConfig, make_world
 
 SPLITS = {"eval": 0xE7A1, "tune": 0x7C2E, "dagger": 0xDA66}
@@ -44,27 +44,46 @@ class EvalConfig:
     max_time_s: float = field(default=180.0, metadata={"help": "episode time limit, simulated seconds"})
 
 
+class PolicyDriver:
+    """A model drives as the car does: steering from the runtime ``OnnxPolicy`` (clamped to [-1, 1]),
+    throttle and brake from the runtime speed controller on the measured speed, full brake when the
+    model's output is not finite. ``control`` also returns the steering's offset from the expert."""
+
+    sees_camera = True
+
+    def __init__(self, policy: OnnxPolicy, target_speed_mps: float) -> None:
+        self.policy, self.target_speed_mps = policy, target_speed_mps
+
+    def start(self, ep_seed: int) -> None:
+        self.speed = SpeedController(self.target_speed_mps, dt_s=FIXED_DELTA_S)
+
+    def control(self, obs: Observation) -> tuple[VehicleControl, float]:
+        steer = self.policy.steer(obs.image, "bgra8")
+        throttle, brake = self.speed.run_step(obs.speed_mps)
+        if not math.isfinite(steer):
+            steer, throttle, brake = 0.0, 0.0, 1.0
+        steer = max(-1.0, min(1.0, steer))
+        return VehicleControl(throttle, steer, brake), steer - obs.expert_control.steer
+
+
 def drive_episode(policy: OnnxPolicy, world_cfg: WorldConfig, seed: int, max_time_s: float, trace: bool = True) -> dict:
     """One closed-loop episode; returns the metrics summary, the per-step record ``steps`` (category,
     counted infraction onset, policy and expert steering, distance) and, if ``trace``, the trajectory.
 
     ``truncated``: the episode hit ``max_time_s`` before the world ended it.
     """
-    speed = SpeedController(world_cfg.target_speed_mps, dt_s=FIXED_DELTA_S)
+    driver = PolicyDriver(policy, world_cfg.target_speed_mps)
+    driver.start(seed)
     xs, ys, marks = [], [], []
     steps: dict[str, list] = {"category": [], "infraction": [], "steer": [], "expert_steer": [], "distance_m": []}
     with make_world(world_cfg) as world:
         obs = world.reset(seed)
         while not obs.done and obs.time_s < max_time_s:
-            steer = policy.steer(obs.image, "bgra8")
-            throttle, brake = speed.run_step(obs.speed_mps)
-            if not math.isfinite(steer):
-                steer, throttle, brake = 0.0, 0.0, 1.0
-            steer = max(-1.0, min(1.0, steer))
+            control, _ = driver.control(obs)
             steps["category"].append(obs.category)
-            steps["steer"].append(steer)
+            steps["steer"].append(control.steer)
             steps["expert_steer"].append(obs.expert_control.steer)
-            obs = world.step(VehicleControl(throttle, steer, brake))
+            obs = world.step(control)
             steps["infraction"].append(any(e.counts_as_infraction for e in obs.events))
             steps["distance_m"].append(obs.speed_mps * FIXED_DELTA_S)
             if trace and hasattr(world, "ego"):
