@@ -125,8 +125,7 @@ class Run:
 
     def __init__(self, out: Path, data: Path | list[Path], meta_data: Path | None, spec: LossSpec, meta: MetaConfig, cfg: TrainConfig) -> None:
         """``data``: one dataset directory or several (e.g. the original set and its DAgger rounds), trained on together."""
-        self.out, self.spec, self.meta_cfg = Path(out), spec, meta
-        self.cfg = cfg
+        self.out, self.spec, self.meta_cfg, self.cfg = Path(out), spec, meta, cfg
         self.device = resolve_device(cfg.device)
         paths = [Path(d) for d in (data if isinstance(data, (list, tuple)) else [data])]
         self.request = {"data": [str(d) for d in paths] if len(paths) > 1 else str(paths[0]),
