@@ -45,6 +45,7 @@ class Stats:
     answered: int = 0
     malformed: int = 0
     stale: int = 0
+    last_stale_age_s: float = float("nan")  # how old the last dropped frame was, in the node's clock
     non_finite: int = 0
     swaps: int = 0
     rejected_swaps: int = 0
@@ -112,6 +113,7 @@ class SteeringCore:
         self.last_frame_time = now_s
         if now_s - stamp_s > self.safety.max_frame_age_s:
             self.stats.stale += 1
+            self.stats.last_stale_age_s = now_s - stamp_s
             return None
         try:
             frame = image_array(encoding, height, width, step, data)
@@ -145,6 +147,6 @@ class SteeringCore:
         inf50, inf99 = s.percentiles(s.inference_ms)
         e50, e99 = s.percentiles(s.end_to_end_ms)
         return {"model_id": self.model_id, "frames": str(s.frames), "answered": str(s.answered), "malformed": str(s.malformed),
-                "stale": str(s.stale), "non_finite": str(s.non_finite), "swaps": str(s.swaps), "rejected_swaps": str(s.rejected_swaps),
+                "stale": str(s.stale), "last_stale_age_s": f"{s.last_stale_age_s:.3f}", "non_finite": str(s.non_finite), "swaps": str(s.swaps), "rejected_swaps": str(s.rejected_swaps),
                 "fps": f"{s.fps:.1f}", "inference_p50_ms": f"{inf50:.2f}", "inference_p99_ms": f"{inf99:.2f}",
                 "end_to_end_p50_ms": f"{e50:.2f}", "end_to_end_p99_ms": f"{e99:.2f}"}

@@ -109,7 +109,10 @@ def test_bridge_and_node_drive_an_episode_across_processes(models, tmp_path):
     steps = round(result["time_s"] / 0.05)  # a barely trained model may leave the road early: the episode then ends
     (mid, answered), = result["controls_by_model"].items()
     assert steps >= 10 and answered >= steps - 1 and result["control_timeouts"] <= 1  # every step answered by the model
-    assert result["node_infraction_summary"][mid]["time_s"] == pytest.approx(result["time_s"], abs=0.5)
+    # the node integrates time and distance in the clock the frames are stamped in: they agree with the world's
+    node = result["node_infraction_summary"][mid]
+    assert node["time_s"] == pytest.approx(result["time_s"], rel=0.02, abs=0.1)
+    assert node["distance_m"] == pytest.approx(result["distance_m"], rel=0.02, abs=1.0)
     assert "route_completion" in result and "collisions" in result
 
 
@@ -226,3 +229,18 @@ def test_infraction_log_contents(harness, steering_node, tmp_path):
     assert events[1]["details"]["names"] == ["Broken", "Grass", "NONE"]
     summary = lines[-1]
     assert summary["event"] == "summary" and summary["per_model"][events[0]["model_id"]]["infractions"] == 2
+
+
+def test_stale_frames_get_no_command_a_counter_and_a_warning_naming_use_sim_time(harness, steering_node, tmp_path):
+    h = harness
+    steering_node(diagnostics_period_s=0.2)
+    wait_for_node(h)
+    h.commands.clear()
+    for _ in range(5):
+        h.image_pub.publish(frame(h, stamp_s=0))  # stamped at t = 0 (sim time / unstamped) while the node runs on wall time
+        spin(h, 0.1)
+    spin(h, 0.5)
+    assert not [c for c in h.commands if c.axes[2] != 1.0]  # no driving command answers a stale frame
+    values = {kv.key: kv.value for kv in h.diagnostics[-1].status[0].values}
+    assert int(values["stale"]) == 5 and float(values["last_stale_age_s"]) > 1e6  # wall clock minus a zero stamp
+    assert "use_sim_time" in (tmp_path / "node.log").read_text()

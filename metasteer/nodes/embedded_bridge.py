@@ -62,8 +62,10 @@ class EmbeddedBridge(Node):
             self.get_logger().warning(f"ignored a control message: {exc}", throttle_duration_sec=2.0)
 
     def _publish(self, obs) -> None:
-        # stamps are simulation time, as the ros-bridge stamps them in synchronous mode
-        stamp = Time(sec=int(obs.time_s), nanosec=int(round((obs.time_s % 1.0) * 1e9)) % 1_000_000_000)
+        # stamps are simulation time, as the ros-bridge stamps them in synchronous mode; split whole
+        # nanoseconds (rounding the fraction alone sent 4.9999999 s as 4.0 s: a stamp 1 s in the past)
+        sec, nanosec = divmod(round(obs.time_s * 1e9), 1_000_000_000)
+        stamp = Time(sec=int(sec), nanosec=int(nanosec))
         self.clock_pub.publish(Clock(clock=stamp))
         img = Image(height=obs.image.shape[0], width=obs.image.shape[1], encoding="bgra8", is_bigendian=0, step=obs.image.shape[1] * 4)
         img.header.stamp, img.header.frame_id = stamp, f"{self.p['role_name']}/{self.p['camera']}"

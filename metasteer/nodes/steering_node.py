@@ -56,7 +56,7 @@ class SteeringNode(Node):
         self.iface = resolve(p["interface"])
         self.core = SteeringCore(SafetyConfig(p["camera_timeout_s"], p["max_frame_age_s"], p["target_speed"]))
         self.log = InfractionLog(p["infraction_log"])
-        self._last_command_s: float | None = None
+        self._last_stamp_s: float | None = None
         self.control_pub = self.create_publisher(self.iface.control_type, p["control_topic"] or f"{base}/vehicle_control_cmd", 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(Image, p["camera_topic"] or f"{base}/{p['camera']}/image", self.on_image, CAMERA_QOS)
@@ -85,10 +85,15 @@ class SteeringNode(Node):
         except Exception as exc:  # noqa: BLE001 - no input may kill the node: brake and report
             self.get_logger().error(f"inference failed: {exc}", throttle_duration_sec=2.0)
             cmd = self.core.brake("inference_error")
-        if cmd is not None:
-            if cmd.reason == "non_finite_output":
-                self.get_logger().error("model output is not finite: braking", throttle_duration_sec=2.0)
-            self.publish(cmd, now, msg.header.stamp)
+        if cmd is None:
+            self.get_logger().warning(
+                f"dropped a stale camera frame: stamped {self.core.stats.last_stale_age_s:.2f} s before the node's clock "
+                f"(max_frame_age_s {self.core.safety.max_frame_age_s}); if the publisher stamps in simulation time "
+                "(CARLA, the ros-bridge, /clock), run the node with use_sim_time:=true", throttle_duration_sec=2.0)
+            return
+        if cmd.reason == "non_finite_output":
+            self.get_logger().error("model output is not finite: braking", throttle_duration_sec=2.0)
+        self.publish(cmd, now, msg.header.stamp)
 
     def on_watchdog(self) -> None:
         now = self.now_s()
@@ -98,10 +103,15 @@ class SteeringNode(Node):
             self.publish(cmd, now)
 
     def publish(self, cmd: Command, now: float, stamp=None) -> None:
-        """Send ``cmd``; its header carries the answered frame's stamp and, in frame_id, the model id."""
-        if self._last_command_s is not None:
-            self.log.odometry(cmd.model_id, min(max(now - self._last_command_s, 0.0), 1.0), self.core.speed_mps)
-        self._last_command_s = now
+        """Send ``cmd``; its header carries the answered frame's stamp and, in frame_id, the model id.
+
+        Time and distance of the infraction summary advance between answered frames' stamps: the
+        clock the camera (and the world) runs on, whatever the node's own clock does."""
+        if stamp is not None:
+            stamp_s = _stamp_s(stamp)
+            if self._last_stamp_s is not None:
+                self.log.odometry(cmd.model_id, min(max(stamp_s - self._last_stamp_s, 0.0), 1.0), self.core.speed_mps)
+            self._last_stamp_s = stamp_s
         stamp = stamp if stamp is not None else self.get_clock().now().to_msg()
         self.control_pub.publish(self.iface.make_control(stamp, cmd.throttle, cmd.steer, cmd.brake, cmd.model_id))
 
