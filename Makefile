@@ -31,7 +31,7 @@ bench: setup
 	$(BIN)/metasteer bench meta-step --json
 	$(BIN)/metasteer bench node-latency --model models/learned.onnx --json
 	$(BIN)/metasteer bench sample-efficiency --json
-	$(BIN)/metasteer bench events-curve --data runs/models/data/train --steps 2000 --episodes 24 --json
+	$(BIN)/metasteer bench events-curve --steps 2000 --episodes 24 --json
 
 # Regenerates models/{mse,learned}.onnx and their cards with the project's own pipeline (seed 0).
 models: setup

@@ -91,3 +91,27 @@ def test_evaluator_is_deterministic_and_reports_cis(trained_run, tmp_path):
     assert (tmp_path / "a" / "trajectories.png").exists()
     other = evaluate(tmp_path / "m.onnx", world, EvalConfig(episodes=2, seed=5, workers=1, max_time_s=20.0, split="tune"), progress=False)
     assert [e["seed"] for e in other["episodes"]] != [e["seed"] for e in a["episodes"]]  # tuning never sees eval routes
+
+
+def test_the_input_contract_travels_from_the_dataset_to_the_onnx_file(tmp_path):
+    """A dataset recorded at another frame size trains a model of that input size, and its ONNX file
+    carries the dataset's band and size, which evaluation (and the node) then use."""
+    from training.data.collect import CollectConfig, collect
+    from training.fit import Run, TrainConfig
+    from training.losses import LossSpec
+    from training.meta import MetaConfig
+    from training.world.base import pilotnet_camera
+
+    world = WorldConfig(width=160, height=66, abnormal_rate=0.2)
+    collect(tmp_path / "data", world, CollectConfig(frames=300, seed=3, frames_per_shard=100, workers=1), progress=False)
+    Run(tmp_path / "run", tmp_path / "data", None, LossSpec(), MetaConfig(),
+        TrainConfig(steps=6, batch_size=8, width=0.25, eval_every=6, warmup_steps=2)).run(progress=False)
+    export(tmp_path / "run", tmp_path / "m.onnx")
+    policy = OnnxPolicy.load(tmp_path / "m.onnx")
+    camera = pilotnet_camera(160, 66)
+    assert (policy.spec.width, policy.spec.height) == (160, 66)
+    assert (policy.spec.crop_top, policy.spec.crop_bottom) == pytest.approx((camera.crop_top, camera.crop_bottom))
+    assert np.isfinite(policy.steer(np.zeros((600, 800, 4), np.uint8), "bgra8"))  # a bridge frame, cut by the file's spec
+    res = evaluate(tmp_path / "m.onnx", WorldConfig(abnormal_rate=0.0), EvalConfig(episodes=1, seed=0, workers=1, max_time_s=3.0),
+                   progress=False)
+    assert res["episodes"][0]["distance_m"] > 0

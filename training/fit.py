@@ -62,13 +62,26 @@ class TrainConfig:
     linear_layers: int = field(default=4, metadata={"help": "PilotNet linear layers (1-4)"})
     meta_conv_layers: int = field(default=0, metadata={"help": "conv layers of the model used while meta-training (0: same)"})
 
-    @property
-    def arch(self) -> PilotNetConfig:
-        return PilotNetConfig(width=self.width, conv_layers=self.conv_layers, linear_layers=self.linear_layers)
+    def arch(self, spec: PreprocessSpec, meta: bool = False) -> PilotNetConfig:
+        """The model for inputs of ``spec``'s size (``meta``: the one used while meta-training)."""
+        conv = (self.meta_conv_layers or self.conv_layers) if meta else self.conv_layers
+        return PilotNetConfig(width=self.width, conv_layers=conv, linear_layers=self.linear_layers,
+                              input_height=spec.height, input_width=spec.width)
 
-    @property
-    def meta_arch(self) -> PilotNetConfig:
-        return PilotNetConfig(width=self.width, conv_layers=self.meta_conv_layers or self.conv_layers, linear_layers=self.linear_layers)
+
+def input_spec(manifests: list[dict]) -> PreprocessSpec:
+    """The input contract recorded by the datasets (their camera band and frame size); all must agree."""
+    specs = set()
+    for m in manifests:
+        cam = m["camera"]
+        if "preprocess" in cam:  # ingested bags record the spec their frames were cut with
+            specs.add(PreprocessSpec.from_json(cam["preprocess"]))
+        else:  # recorded worlds record the camera that rendered the band
+            specs.add(PreprocessSpec(crop_top=cam["crop_top"], crop_bottom=cam["crop_bottom"], width=cam["output_size"][0],
+                                     height=cam["output_size"][1]))
+    if len(specs) != 1:
+        raise ValueError(f"the datasets were recorded with different input contracts {sorted(map(str, specs))}; train on one")
+    return specs.pop()
 
 
 def dataset_hash(manifests: list[dict]) -> str:
@@ -133,6 +146,7 @@ class Run:
                         "meta": asdict(meta), "train": asdict(cfg)}
         datasets = [DrivingDataset(d) for d in paths]
         self.manifests = [d.manifest for d in datasets]
+        self.input = input_spec(self.manifests)
         episode = np.concatenate([d.columns["episode_seed"].astype(np.int64) for d in datasets])
         chosen = episode_subset(episode, cfg.episode_fraction) if cfg.episode_fraction < 1.0 else np.arange(len(episode))
         fractions = {"val": cfg.val_fraction} | ({} if meta_data else {"meta": cfg.meta_fraction})
@@ -146,11 +160,12 @@ class Run:
 
     def model_factory(self, seed: int, meta: bool = False) -> torch.nn.Module:
         torch.manual_seed(seed)
-        model = PilotNet(self.cfg.meta_arch if meta else self.cfg.arch)
+        arch = self.cfg.arch(self.input, meta)
+        model = PilotNet(arch)
         if self.cfg.init_from and not meta:
             start, info = load_model(self.cfg.init_from)
-            if info["arch"] != self.cfg.arch.to_dict():
-                raise ValueError(f"{self.cfg.init_from}: architecture {info['arch']} differs from this run's {self.cfg.arch.to_dict()}")
+            if info["arch"] != arch.to_dict():
+                raise ValueError(f"{self.cfg.init_from}: architecture {info['arch']} differs from this run's {arch.to_dict()}")
             model.load_state_dict(start.state_dict())
         return model.to(self.device)
 
@@ -272,7 +287,7 @@ class Run:
         pred = predict(model, self.val, device=self.device)
         metrics = offline_metrics(pred, self.val)
         best_step = self.best.step if self.cfg.select_best and self.best.state is not None else self.cfg.steps
-        info = {"arch": self.cfg.arch.to_dict(), "preprocess": PreprocessSpec().to_json(), "loss": asdict(self.spec),
+        info = {"arch": self.cfg.arch(self.input).to_dict(), "preprocess": self.input.to_json(), "loss": asdict(self.spec),
                 "meta": asdict(self.meta_cfg) if self.learned else None, "dataset_sha256": dataset_hash(self.manifests),
                 "seed": self.cfg.seed, "val_metrics": metrics, "step": best_step}
         save_atomic({"state_dict": model.cpu().state_dict(), **info}, self.out / "model.pt")

@@ -238,15 +238,18 @@ def _signed(x: float | None) -> str:
 def model_card(name: str, r: dict) -> str:
     from training.world.encounters import RARE_CATEGORIES
 
+    from metasteer.policy import OnnxPolicy
+
     e, off = r["exported"][name], r["offline"][name]
+    spec = OnnxPolicy.load(e["onnx"]).spec
     rare, clear = r["compare"]["rare"], r["compare"]["clear"]
     m, c = rare["models"][name], clear["models"][name]
     loss = "MSE" if name == "mse" else "learned (" + r["tuning"]["best"]["params"]["loss"] + ")"
     dagger = " + DAgger" if name == "mse" and (r["dagger_decision"] or {}).get("kept") else ""
     lines = [f"# Model card: `{name}.onnx`", "",
              f"- model id (SHA-256 prefix): `{e['model_id']}`; ONNX opset {e['opset']}; parity with torch: max |diff| {e['parity_max_abs_diff']:.2g}",
-             "- input: (N, 3, 66, 200) float32 RGB in [-1, 1], the road band of an 800x600 fov-90 frame (crop rows 45-89 %, resize); "
-             "the preprocessing spec is in the file's metadata",
+             f"- input: (N, 3, {spec.height}, {spec.width}) float32 RGB in [-1, 1], the road band of the camera frame (rows "
+             f"{spec.crop_top:.0%}-{spec.crop_bottom:.0%} of its height, resized); the preprocessing spec is in the file's metadata",
              "- output: steer in [-1, 1], CARLA convention (+1 = full right)",
              f"- loss: {loss}{dagger}; trained by `metasteer pipeline` (seed {r['config']['seed']}, {r['dataset']['frames']} embedded-world "
              f"frames, events {r['dataset']['events']})", "",
