@@ -154,12 +154,14 @@ def _cmd_export(args: argparse.Namespace) -> dict:
 def _cmd_tune(args: argparse.Namespace) -> dict:
     from training.tune.objectives import TrialBudget
     from training.tune.tuner import TuneConfig, tune
+    from training.world.factory import WorldConfig
 
     extra = {}
     if args.objective == "closed-loop":
         if not args.data:
             raise ValueError("--data is required for --objective closed-loop")
-        extra = {"data": Path(args.data), "meta_data": Path(args.meta_data) if args.meta_data else None, "budget": from_args(TrialBudget, args)}
+        extra = {"data": Path(args.data), "meta_data": Path(args.meta_data) if args.meta_data else None, "budget": from_args(TrialBudget, args),
+                 "world_cfg": from_args(WorldConfig, args)}
     else:
         extra = {"delay_s": args.synthetic_delay_s}
     return tune(Path(args.out), from_args(TuneConfig, args), args.objective, baseline=args.baseline, progress=not args.no_progress, **extra)
@@ -292,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     add_arguments(p, TuneConfig)
     add_arguments(p, TrialBudget)
+    add_arguments(p, WorldConfig, skip=("abnormal_rate",))  # the trials' world; its rare-scene rate is the budget's
 
     p = command("drive", _cmd_drive, "one closed-loop episode through ROS 2: embedded bridge + steering node, two processes")
     p.add_argument("--world", default="embedded", choices=("embedded",))

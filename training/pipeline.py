@@ -120,7 +120,7 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
     budget = TrialBudget(steps=n["trial_steps"], meta_steps=n["trial_meta_steps"], episodes=n["trial_episodes"],
                          abnormal_rate=cfg.eval_abnormal_rate)
     tuned = tune(out / "tune", TuneConfig(budget=n["tune_budget"], init=min(2, n["tune_budget"]), parallel=2, seed=cfg.seed),
-                 "closed-loop", baseline=False, progress=progress, data=train_data, meta_data=meta_data, budget=budget)
+                 "closed-loop", baseline=False, progress=progress, data=train_data, meta_data=meta_data, budget=budget, world_cfg=world_cfg)
     best = tuned["bo"]["best"]["params"]
     timings["tune_s"] = time.perf_counter() - t
 

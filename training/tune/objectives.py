@@ -29,8 +29,12 @@ def synthetic(x: np.ndarray, trial: int, seed: int) -> tuple[float, float]:
     return value + float(rng.normal(0, 0.2)), 0.04
 
 
-def closed_loop(x: np.ndarray, trial: int, seed: int, work: Path, data: Path, meta_data: Path | None, budget: TrialBudget) -> tuple[float, float]:
-    """Train -> export -> drive; returns the metric's mean over episodes and its variance of the mean."""
+def closed_loop(x: np.ndarray, trial: int, seed: int, work: Path, data: Path | list[Path], meta_data: Path | None, budget: TrialBudget,
+                world_cfg=None) -> tuple[float, float]:
+    """Train -> export -> drive in ``world_cfg`` (default: the embedded world) at the budget's rare-scene
+    rate; returns the metric's mean over episodes and its variance of the mean."""
+    from dataclasses import replace
+
     import torch
 
     from training.evaluate import EvalConfig, evaluate
@@ -48,7 +52,7 @@ def closed_loop(x: np.ndarray, trial: int, seed: int, work: Path, data: Path, me
     Run(run_dir, data, meta_data, spec, meta, TrainConfig(steps=budget.steps, meta_steps=budget.meta_steps, seed=seed,
                                                          eval_every=budget.steps)).run(resume=True, progress=False)
     export(run_dir, run_dir / "model.onnx")
-    result = evaluate(run_dir / "model.onnx", WorldConfig(abnormal_rate=budget.abnormal_rate),
+    result = evaluate(run_dir / "model.onnx", replace(world_cfg or WorldConfig(), abnormal_rate=budget.abnormal_rate),
                       EvalConfig(episodes=budget.episodes, seed=seed, workers=1, split="tune"), progress=False)
     values = np.array([e[budget.metric] for e in result["episodes"]], dtype=float)
     return float(values.mean()), float(values.var(ddof=1) / len(values)) if len(values) > 1 else 1.0
