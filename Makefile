@@ -9,7 +9,7 @@ EXTRAS ?= train,ros,carla,ray,dev
 setup: $(VENV)/.installed
 
 # torch==2.13.0 goes in first and stays pinned (constraints.txt): unpinned, it resolves to a CUDA build.
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0

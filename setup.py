@@ -7,7 +7,7 @@ from glob import glob
 from setuptools import find_packages, setup
 
 setup(
-    packages=find_packages(include=["metasteer", "metasteer.*", "training", "training.*"]),
+    packages=find_packages(include=["metasteer", "metasteer.*", "simulator", "simulator.*", "training", "training.*"]),
     package_data={"metasteer": ["config/*.xml", "msg/*.msg"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/metasteer"]),

@@ -11,8 +11,8 @@ METASTEER = [sys.executable, "-m", "training.cli"]
 @pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory) -> Path:
     """600 frames, 3 shards, a high abnormal rate so every category appears."""
+    from simulator.factory import WorldConfig
     from training.data.collect import CollectConfig, collect
-    from training.world.factory import WorldConfig
 
     out = tmp_path_factory.mktemp("data") / "small"
     collect(out, WorldConfig(abnormal_rate=0.3), CollectConfig(frames=600, seed=11, frames_per_shard=200, workers=1), progress=False)

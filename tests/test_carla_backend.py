@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from metasteer.infractions import EventType
+from simulator.base import VehicleControl
+from simulator.carla_world import CarlaConfig, CarlaWorld
+from simulator.factory import WorldConfig, make_world
 from tests.fakes import fake_carla
-from training.world.base import VehicleControl
-from training.world.carla_world import CarlaConfig, CarlaWorld
-from training.world.factory import WorldConfig, make_world
 
 
 def _free_port() -> int:

@@ -9,9 +9,9 @@ import pytest
 
 from metasteer.infractions import EpisodeMetrics, EventType, InfractionEvent
 from metasteer.policy import OnnxPolicy, PolicyError
+from simulator.factory import WorldConfig
 from training.evaluate import EvalConfig, evaluate
 from training.export import export
-from training.world.factory import WorldConfig
 
 
 def test_metrics_of_a_scripted_episode():
@@ -96,11 +96,11 @@ def test_evaluator_is_deterministic_and_reports_cis(trained_run, tmp_path):
 def test_the_input_contract_travels_from_the_dataset_to_the_onnx_file(tmp_path):
     """A dataset recorded at another frame size trains a model of that input size, and its ONNX file
     carries the dataset's band and size, which evaluation (and the node) then use."""
+    from simulator.base import pilotnet_camera
     from training.data.collect import CollectConfig, collect
     from training.fit import Run, TrainConfig
     from training.losses import LossSpec
     from training.meta import MetaConfig
-    from training.world.base import pilotnet_camera
 
     world = WorldConfig(width=160, height=66, abnormal_rate=0.2)
     collect(tmp_path / "data", world, CollectConfig(frames=300, seed=3, frames_per_shard=100, workers=1), progress=False)

@@ -7,12 +7,12 @@ import subprocess
 import numpy as np
 import pytest
 
+from simulator.encounters import Encounter, count_events, encounters
+from simulator.factory import WorldConfig
 from tests.conftest import METASTEER
 from tests.onnx_models import constant_steer_model, nan_on_camera_model
 from training.compare import bootstrap_ci, compare, judge_episode, paired_diff
 from training.evaluate import EvalConfig, evaluate, mean_ci95
-from training.world.encounters import Encounter, count_events, encounters
-from training.world.factory import WorldConfig
 
 
 def test_encounters_bridge_short_gaps_and_keep_categories_apart():

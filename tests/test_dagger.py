@@ -9,13 +9,13 @@ import pytest
 
 from metasteer.control import SpeedController
 from metasteer.policy import OnnxPolicy
+from simulator.base import FIXED_DELTA_S, VehicleControl
+from simulator.factory import WorldConfig, make_world
 from tests.conftest import METASTEER
 from tests.onnx_models import constant_steer_model
 from training.dagger import DaggerConfig, record_round
 from training.data.dataset import DrivingDataset
 from training.data.format import shard_paths
-from training.world.base import FIXED_DELTA_S, VehicleControl
-from training.world.factory import WorldConfig, make_world
 
 
 def test_states_the_policy_visits_are_labelled_with_the_expert_steering(tmp_path):

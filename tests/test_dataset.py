@@ -8,12 +8,12 @@ import time
 import numpy as np
 import pytest
 
+from simulator.base import SCENE_CATEGORIES, SceneFeatures
+from simulator.factory import WorldConfig
 from tests.conftest import METASTEER
 from training.data.collect import CollectConfig, collect
 from training.data.dataset import DrivingDataset
 from training.data.format import DatasetError, shard_paths
-from training.world.base import SCENE_CATEGORIES, SceneFeatures
-from training.world.factory import WorldConfig
 
 
 def test_round_trip(small_dataset):

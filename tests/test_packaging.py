@@ -3,7 +3,6 @@ the colcon workspace builds and installs them (colcon from PyPI)."""
 
 import ast
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from metasteer.nodes import embedded_bridge, steering_node
+from metasteer.nodes import steering_node
+from simulator import embedded_bridge
 from tests.conftest import ROOT
 
 
@@ -53,14 +53,32 @@ def test_colcon_builds_the_workspace(tmp_path):
     assert (prefix / "share" / "ament_index" / "resource_index" / "packages" / "metasteer").exists()
 
 
-def test_runtime_never_imports_torch_or_training_and_training_never_imports_rclpy():
+def _imported_packages(path: Path) -> set[str]:
+    """Top-level packages a module imports anywhere in it (functions included), read from its AST."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("package, forbidden", [("metasteer", {"torch", "training", "simulator"}),
+                                                 ("simulator", {"torch", "training"}),
+                                                 ("training", {"rclpy"})])
+def test_import_boundaries_hold_in_every_module(package, forbidden):
+    offenders = {str(p.relative_to(ROOT)): sorted(_imported_packages(p) & forbidden) for p in (ROOT / package).rglob("*.py")}
+    offenders = {k: v for k, v in offenders.items() if v}
+    assert not offenders, f"{package} must not import {sorted(forbidden)}: {offenders}"
+    assert len(list((ROOT / package).rglob("*.py"))) > 5  # the walk found the package
+
+
+def test_the_runtime_imports_without_torch_or_training():
     runtime = ("metasteer.preprocess", "metasteer.policy", "metasteer.steering", "metasteer.infraction_log",
                "metasteer.image_msg", "metasteer.control", "metasteer.nodes.steering_node", "metasteer.nodes.interfaces")
     code = ("import sys, importlib\n"
             f"for m in {runtime!r}: importlib.import_module(m)\n"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'training'))\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'training', 'simulator'))\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
-    pattern = re.compile(r"^\s*(import rclpy|from rclpy)", re.MULTILINE)
-    offenders = [p for p in (ROOT / "training").rglob("*.py") if pattern.search(p.read_text())]
-    assert not offenders, f"training must not import rclpy: {offenders}"

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from metasteer.infractions import BROKEN, EventType
-from training.world.actors import PEDESTRIAN, Actor, ScenarioConfig
-from training.world.base import CameraSpec, VehicleControl, pilotnet_camera
-from training.world.camera import Camera
-from training.world.embedded import EmbeddedConfig, EmbeddedWorld
-from training.world.road import EGO_LANE_D
 from metasteer.preprocess import PreprocessSpec
+from simulator.actors import PEDESTRIAN, Actor, ScenarioConfig
+from simulator.base import CameraSpec, VehicleControl, pilotnet_camera
+from simulator.camera import Camera
+from simulator.embedded import EmbeddedConfig, EmbeddedWorld
+from simulator.road import EGO_LANE_D
 
 QUIET = ScenarioConfig(pedestrians_per_km=0, obstacles_per_km=0, parked_cars_per_km=0, sharp_bends_per_km=0,
                        lead_vehicles_per_km=0, oncoming_vehicles_per_km=0)

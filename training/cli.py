@@ -28,8 +28,8 @@ def _emit(result: dict | None, as_json: bool) -> None:
 
 
 def _cmd_collect(args: argparse.Namespace) -> dict:
+    from simulator.factory import WorldConfig
     from training.data.collect import CollectConfig, collect
-    from training.world.factory import WorldConfig
 
     manifest = collect(Path(args.out), from_args(WorldConfig, args), from_args(CollectConfig, args), progress=not args.no_progress)
     return {"out": args.out, "frames": manifest["frames"], "counts": manifest["counts"], "events": manifest["events"],
@@ -46,8 +46,8 @@ def _cmd_show(args: argparse.Namespace) -> dict:
 
 
 def _cmd_pipeline(args: argparse.Namespace) -> dict:
+    from simulator.factory import WorldConfig
     from training.pipeline import PipelineConfig, run_pipeline
-    from training.world.factory import WorldConfig
 
     return run_pipeline(Path(args.out), from_args(WorldConfig, args), from_args(PipelineConfig, args), progress=not args.no_progress)
 
@@ -73,10 +73,9 @@ def _cmd_train(args: argparse.Namespace) -> dict:
 def _cmd_evaluate_offline(args: argparse.Namespace) -> dict:
     from training.data.arrays import ArraySet
     from training.data.dataset import DrivingDataset
+    from training.device import resolve_device
     from training.evaluate_offline import offline_metrics, plot_offline, predict
     from training.models.io import load_model
-
-    from training.device import resolve_device
 
     device = resolve_device("auto")
     model, info = load_model(args.run)
@@ -104,8 +103,8 @@ def _cmd_bench_sample_efficiency(args: argparse.Namespace) -> dict:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> dict:
+    from simulator.factory import WorldConfig
     from training.evaluate import REPORTED, EvalConfig, evaluate
-    from training.world.factory import WorldConfig
 
     out_dir = Path(args.out) if args.out else None
     result = evaluate(args.model, from_args(WorldConfig, args), from_args(EvalConfig, args), out_dir, progress=not args.no_progress)
@@ -113,9 +112,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> dict:
 
 
 def _cmd_compare(args: argparse.Namespace) -> dict:
+    from simulator.factory import WorldConfig
     from training.compare import compare, table
     from training.evaluate import EvalConfig
-    from training.world.factory import WorldConfig
 
     result = compare(args.models, from_args(WorldConfig, args), from_args(EvalConfig, args), Path(args.out) if args.out else None,
                      names=args.names.split(",") if args.names else None, progress=not args.no_progress)
@@ -124,8 +123,8 @@ def _cmd_compare(args: argparse.Namespace) -> dict:
 
 
 def _cmd_dagger(args: argparse.Namespace) -> dict:
+    from simulator.factory import WorldConfig
     from training.dagger import DaggerConfig, dagger
-    from training.world.factory import WorldConfig
 
     return dagger(Path(args.out), Path(args.run), [Path(d) for d in args.data], from_args(WorldConfig, args),
                   from_args(DaggerConfig, args), progress=not args.no_progress)
@@ -152,9 +151,9 @@ def _cmd_export(args: argparse.Namespace) -> dict:
 
 
 def _cmd_tune(args: argparse.Namespace) -> dict:
+    from simulator.factory import WorldConfig
     from training.tune.objectives import TrialBudget
     from training.tune.tuner import TuneConfig, tune
-    from training.world.factory import WorldConfig
 
     extra = {}
     if args.objective == "closed-loop":
@@ -198,8 +197,8 @@ def _cmd_bench_sim(args: argparse.Namespace) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from simulator.factory import WorldConfig
     from training.data.collect import CollectConfig
-    from training.world.factory import WorldConfig
 
     parser = argparse.ArgumentParser(prog="metasteer", description="Meta-learned losses for steering: world, data, training, deployment.")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -1,7 +1,7 @@
 """``metasteer compare``: judge models per rare scene, on the same routes (paired).
 
 Every model drives the same held-out routes (``evaluate``'s code path: runtime ``OnnxPolicy`` and
-speed controller). Each rare-scene encounter (``training.world.encounters``: a pedestrian, an
+speed controller). Each rare-scene encounter (``simulator.encounters``: a pedestrian, an
 obstacle or a sharp bend met on the route) *passes* when no counted infraction happens from its
 onset until ``PASS_AFTER_S`` after its last frame; an encounter cut off by the time limit is not
 judged. Per model: pass rate per category and over all rare scenes, infractions per km on the
@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from metasteer.policy import OnnxPolicy
+from simulator.base import FIXED_DELTA_S, SCENE_CATEGORIES
+from simulator.encounters import RARE_CATEGORIES, encounters
+from simulator.factory import WorldConfig
 from training.evaluate import EvalConfig, as_onnx, drive_routes, mean_ci95, plot_trajectories
 from training.figures import pyplot
-from training.world.base import FIXED_DELTA_S, SCENE_CATEGORIES
-from training.world.encounters import RARE_CATEGORIES, encounters
-from training.world.factory import WorldConfig
 
 PASS_AFTER_S = 2.0  # the ego has passed the scene this long after its last frame
 MERGE_GAP_S = 1.0  # same-category frames closer than this are one encounter

@@ -15,13 +15,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from metasteer.policy import OnnxPolicy
+from simulator.base import pilotnet_camera
+from simulator.factory import WorldConfig
 from training.data.collect import claim_request, event_gap_frames, record_episodes, run_shard_jobs
 from training.data.dataset import DrivingDataset
 from training.data.format import shard_paths
 from training.data.writer import finish_manifest, write_shard
 from training.evaluate import PolicyDriver, route_seed
-from training.world.base import pilotnet_camera
-from training.world.factory import WorldConfig
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,6 @@ def dagger(out: Path, start: Path, data: list[Path], world_cfg: WorldConfig, cfg
     from training.fit import Run, TrainConfig
     from training.losses import LossSpec
     from training.meta import MetaConfig
-
     from training.models.io import load_model
 
     out = Path(out)

@@ -21,7 +21,7 @@ def drive(model: str | Path, seed: int = 0, max_time_s: float = 60.0, abnormal_r
                                                     "interface": interface, "use_sim_time": True}, env,
                  stdout=open(log_dir / "steering_node.log", "w"), stderr=subprocess.STDOUT)
     try:
-        bridge = start("metasteer.nodes.embedded_bridge", {"seed": seed, "max_time_s": max_time_s, "abnormal_rate": abnormal_rate,
+        bridge = start("simulator.embedded_bridge", {"seed": seed, "max_time_s": max_time_s, "abnormal_rate": abnormal_rate,
                                                           "interface": interface, "width": width, "height": height,
                                                           "result_path": log_dir / "episode.json"},
                        env, stdout=subprocess.PIPE, stderr=open(log_dir / "bridge.log", "w"), text=True)

@@ -20,8 +20,8 @@ import numpy as np
 from metasteer.control import SpeedController
 from metasteer.infractions import EventType
 from metasteer.policy import OnnxPolicy
-from training.world.base import FIXED_DELTA_S, Observation, VehicleControl
-from training.world.factory import WorldConfig, make_world
+from simulator.base import FIXED_DELTA_S, Observation, VehicleControl
+from simulator.factory import WorldConfig, make_world
 
 SPLITS = {"eval": 0xE7A1, "tune": 0x7C2E, "dagger": 0xDA66}
 REPORTED = ("time_without_infractions_s", "distance_between_infractions_m", "route_completion", "driving_score",

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from simulator.base import SCENE_CATEGORIES
 from training.data.arrays import ArraySet
-from training.world.base import SCENE_CATEGORIES
 
 STEER_BINS = (0.0, 0.05, 0.1, 0.2, 0.3, 1.0)
 

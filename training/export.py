@@ -35,9 +35,9 @@ def git_commit() -> str:
 
 def parity_frames(spec: PreprocessSpec, n: int = 32, seed: int = 0) -> np.ndarray:
     """Real frames of the embedded world (expert driving, rare scenes on), as road bands."""
-    from training.world.actors import ScenarioConfig
-    from training.world.base import pilotnet_camera
-    from training.world.embedded import EmbeddedConfig, EmbeddedWorld
+    from simulator.actors import ScenarioConfig
+    from simulator.base import pilotnet_camera
+    from simulator.embedded import EmbeddedConfig, EmbeddedWorld
 
     world = EmbeddedWorld(EmbeddedConfig(camera=pilotnet_camera(spec.width, spec.height), scenarios=ScenarioConfig.from_abnormal_rate(0.3)))
     obs, frames = world.reset(seed), []

@@ -26,8 +26,8 @@ from metasteer.preprocess import PreprocessSpec
 from training.checkpoint import load, save_atomic
 from training.data.arrays import ArraySet, Sampler, episode_subset, split_by_episode
 from training.data.dataset import DrivingDataset
-from training.evaluate_offline import offline_metrics, predict
 from training.device import resolve_device
+from training.evaluate_offline import offline_metrics, predict
 from training.losses import LEARNED, LossSpec, make_loss
 from training.meta.trainer import MetaConfig, MetaTrainer, emphasised_mse
 from training.models import PilotNet, PilotNetConfig

@@ -17,10 +17,10 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from simulator.factory import WorldConfig
 from training.data.collect import CollectConfig, collect
 from training.data.contact_sheet import contact_sheet
 from training.data.dataset import DrivingDataset
-from training.world.factory import WorldConfig
 
 NAMES = ("mse", "learned")
 
@@ -236,9 +236,8 @@ def _signed(x: float | None) -> str:
 
 
 def model_card(name: str, r: dict) -> str:
-    from training.world.encounters import RARE_CATEGORIES
-
     from metasteer.policy import OnnxPolicy
+    from simulator.encounters import RARE_CATEGORIES
 
     e, off = r["exported"][name], r["offline"][name]
     spec = OnnxPolicy.load(e["onnx"]).spec

@@ -1,7 +1,7 @@
 """FAKE — stands in for a CARLA *server* + client module, which cannot run on this machine.
 
 Labelled fake at the one boundary the project cannot reach here. It implements only the subset of
-the ``carla`` 0.9.16 client API that ``training.world.carla_world`` calls, on a straight road along
+the ``carla`` 0.9.16 client API that ``simulator.carla_world`` calls, on a straight road along
 +x (CARLA axes), and records what the backend asked for (settings, spawns, destroys) so tests can
 check the backend's protocol: synchronous settings, sensor blueprints, event conversion, cleanup.
 Never used outside tests.

@@ -12,6 +12,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from simulator.encounters import RARE_CATEGORIES, count_events
+from simulator.factory import WorldConfig
 from training.compare import compare
 from training.data.arrays import episode_subset
 from training.data.collect import CollectConfig, collect
@@ -22,8 +24,6 @@ from training.figures import pyplot
 from training.fit import Run, TrainConfig
 from training.losses import LossSpec
 from training.meta import MetaConfig
-from training.world.encounters import RARE_CATEGORIES, count_events
-from training.world.factory import WorldConfig
 
 RECORD_EVERY = 4
 

@@ -22,9 +22,9 @@ from training.models import PilotNet
 def _frames(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
     """n real frames of the embedded world (expert-driven, rare scenes on), preprocessed."""
     from metasteer.preprocess import to_tensor
-    from training.world.actors import ScenarioConfig
-    from training.world.base import SceneFeatures
-    from training.world.embedded import EmbeddedConfig, EmbeddedWorld
+    from simulator.actors import ScenarioConfig
+    from simulator.base import SceneFeatures
+    from simulator.embedded import EmbeddedConfig, EmbeddedWorld
 
     world = EmbeddedWorld(EmbeddedConfig(scenarios=ScenarioConfig.from_abnormal_rate(0.3)))
     obs, frames, ys, feats = world.reset(seed), [], [], []

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from simulator.factory import WorldConfig
 from training.data.collect import CollectConfig, collect
 from training.figures import pyplot
 from training.fit import Run, TrainConfig
 from training.losses import LEARNED, LossSpec
 from training.meta import MetaConfig
-from training.world.factory import WorldConfig
 
 TARGET_ABNORMAL_GAIN, TARGET_NORMAL_LOSS = 0.25, 0.05
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from training.world.actors import ScenarioConfig
-from training.world.base import CameraSpec, pilotnet_camera
-from training.world.embedded import EmbeddedConfig, EmbeddedWorld
+from simulator.actors import ScenarioConfig
+from simulator.base import CameraSpec, pilotnet_camera
+from simulator.embedded import EmbeddedConfig, EmbeddedWorld
 
 
 def steps_per_second(camera: CameraSpec, steps: int, seed: int, render: bool = True) -> float:

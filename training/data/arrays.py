@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from simulator.encounters import RARE_CATEGORIES
 from training.data.dataset import DrivingDataset
-from training.world.encounters import RARE_CATEGORIES
 
 CATEGORY_FEATURES = tuple(f"is_{c}" for c in RARE_CATEGORIES)  # one-hot of the frame's rare category, appended to the features
 

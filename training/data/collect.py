@@ -14,10 +14,10 @@ from typing import Callable, Iterable, Protocol
 import numpy as np
 import pyarrow as pa
 
+from simulator.base import FIXED_DELTA_S, Observation, SceneFeatures, VehicleControl, pilotnet_camera
+from simulator.factory import WorldConfig, make_world
 from training.data.format import DatasetError, atomic_write_json, read_json, shard_paths
 from training.data.writer import finish_manifest, write_shard
-from training.world.base import FIXED_DELTA_S, Observation, SceneFeatures, VehicleControl, pilotnet_camera
-from training.world.factory import WorldConfig, make_world
 
 
 @dataclass(frozen=True)

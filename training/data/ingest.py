@@ -19,9 +19,9 @@ import pyarrow as pa
 
 from metasteer.image_msg import image_array
 from metasteer.preprocess import ImageError, PreprocessSpec, crop_band, to_bgr
+from simulator.base import SceneFeatures
 from training.data.format import DatasetError
 from training.data.writer import finish_manifest, write_shard
-from training.world.base import SceneFeatures
 
 MSG_DIR = Path(__file__).resolve().parents[2] / "metasteer" / "msg"
 

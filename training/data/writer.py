@@ -9,17 +9,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from training.data.format import (COLOUR_ORDER, FORMAT_NAME, FORMAT_VERSION, atomic_write_bytes, atomic_write_json, read_json,
-                                  sha256_file, shard_name, shard_paths)
-from training.world.base import SCENE_CATEGORIES, SceneFeatures
-from training.world.encounters import RARE_CATEGORIES, count_events
+from simulator.base import SCENE_CATEGORIES, SceneFeatures
+from simulator.encounters import RARE_CATEGORIES, count_events
+from training.data.format import (
+    COLOUR_ORDER,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    atomic_write_bytes,
+    atomic_write_json,
+    read_json,
+    sha256_file,
+    shard_name,
+    shard_paths,
+)
 
 
 def write_shard(root: Path, shard: int, images: np.ndarray, table: pa.Table, event_gap_frames: int) -> dict:
     """Write frames and labels atomically, then the shard's commit marker; returns the marker.
 
     The marker counts frames per category and *events* (rare-scene encounters, see
-    ``training.world.encounters``; frames closer than ``event_gap_frames`` are one event).
+    ``simulator.encounters``; frames closer than ``event_gap_frames`` are one event).
     """
     paths = shard_paths(root, shard)
     paths["images"].parent.mkdir(parents=True, exist_ok=True)

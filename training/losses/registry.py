@@ -34,7 +34,7 @@ class LossSpec:
 
 def parse_category_weights(text: str) -> dict[str, float]:
     """``"pedestrian=3,obstacle=2"`` -> weight per rare category (missing ones: 1)."""
-    from training.world.encounters import RARE_CATEGORIES
+    from simulator.encounters import RARE_CATEGORIES
 
     weights = dict.fromkeys(RARE_CATEGORIES, 1.0)
     for item in filter(None, text.split(",")):

@@ -37,12 +37,12 @@ def closed_loop(x: np.ndarray, trial: int, seed: int, work: Path, data: Path | l
 
     import torch
 
+    from simulator.factory import WorldConfig
     from training.evaluate import EvalConfig, evaluate
     from training.export import export
     from training.fit import Run, TrainConfig
     from training.losses import LossSpec
     from training.meta import MetaConfig
-    from training.world.factory import WorldConfig
 
     torch.set_num_threads(1)
     p = decode(x)

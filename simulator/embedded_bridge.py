@@ -1,6 +1,6 @@
 """Embedded bridge: the embedded world in lockstep, speaking carla-ros-bridge's topics and types.
 
-A development tool (the one runtime module allowed to import the embedded world). Each step it
+The simulator's ROS node (the deployable runtime, ``metasteer``, never imports the simulator). Each step it
 publishes /clock, the camera frame (800x600 bgra8 by default, reliable depth 10 like the bridge),
 the speedometer and any collision / lane-invasion events, then waits up to ``control_timeout_s``
 for a control command (as the ros-bridge's synchronous mode does) and steps the world with it.
@@ -31,9 +31,9 @@ DEFAULTS = {"role_name": "ego_vehicle", "camera": "rgb_front", "width": 800, "he
 class EmbeddedBridge(Node):
     def __init__(self) -> None:
         super().__init__("metasteer_embedded_bridge")
-        from training.world.actors import ScenarioConfig
-        from training.world.base import CameraSpec
-        from training.world.embedded import EmbeddedConfig, EmbeddedWorld
+        from simulator.actors import ScenarioConfig
+        from simulator.base import CameraSpec
+        from simulator.embedded import EmbeddedConfig, EmbeddedWorld
 
         for name, value in DEFAULTS.items():
             self.declare_parameter(name, value)
@@ -79,7 +79,7 @@ class EmbeddedBridge(Node):
                 self.lane_pub.publish(self.iface.make_lane(stamp, list(e.markings)))
 
     def run_episode(self) -> dict:
-        from training.world.base import VehicleControl
+        from simulator.base import VehicleControl
 
         obs = self.world.reset(self.p["seed"])
         deadline = time.monotonic() + 30.0  # give the steering node time to start and be discovered

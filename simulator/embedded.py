@@ -10,13 +10,13 @@ import numpy as np
 
 from metasteer.control import SpeedController
 from metasteer.infractions import BROKEN, SOLID, EpisodeMetrics, EventType, InfractionEvent
-from training.world.actors import PEDESTRIAN, STATIC, VEHICLE, Actor, ScenarioConfig, box_corners, boxes_overlap, spawn_scenarios
-from training.world.base import FIXED_DELTA_S, CameraSpec, Observation, VehicleControl, World, pilotnet_camera
-from training.world.camera import EDGE_LINE_D, Camera, Look
-from training.world.expert import Expert, ExpertParams
-from training.world.features import EgoPose, describe, heading_error
-from training.world.road import EGO_LANE_D, HALF_WIDTH_M, Road, RoadConfig
-from training.world.vehicle import VehicleParams, VehicleState
+from simulator.actors import PEDESTRIAN, STATIC, VEHICLE, Actor, ScenarioConfig, box_corners, boxes_overlap, spawn_scenarios
+from simulator.base import FIXED_DELTA_S, CameraSpec, Observation, VehicleControl, World, pilotnet_camera
+from simulator.camera import EDGE_LINE_D, Camera, Look
+from simulator.expert import Expert, ExpertParams
+from simulator.features import EgoPose, describe, heading_error
+from simulator.road import EGO_LANE_D, HALF_WIDTH_M, Road, RoadConfig
+from simulator.vehicle import VehicleParams, VehicleState
 
 ROUTE_END_MARGIN_M = 40.0
 LOST_OFFSET_M = 9.0  # this far from the centreline the episode ends

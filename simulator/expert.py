@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.world.actors import VEHICLE, Actor
-from training.world.road import EGO_LANE_D, HALF_WIDTH_M, Road
-from training.world.vehicle import VehicleParams, VehicleState
+from simulator.actors import VEHICLE, Actor
+from simulator.road import EGO_LANE_D, HALF_WIDTH_M, Road
+from simulator.vehicle import VehicleParams, VehicleState
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Driving worlds behind one interface: ``embedded`` (runs here) and ``carla`` (needs a server)."""
 
-from training.world.base import FIXED_DELTA_S, CameraSpec, Observation, SceneFeatures, VehicleControl, World, pilotnet_camera
+from simulator.base import FIXED_DELTA_S, CameraSpec, Observation, SceneFeatures, VehicleControl, World, pilotnet_camera
 
 __all__ = ["FIXED_DELTA_S", "CameraSpec", "Observation", "SceneFeatures", "VehicleControl", "World", "pilotnet_camera"]

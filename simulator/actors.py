@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.world.road import EGO_LANE_D, HALF_WIDTH_M, LANE_WIDTH_M, Road
+from simulator.road import EGO_LANE_D, HALF_WIDTH_M, LANE_WIDTH_M, Road
 
 PEDESTRIAN, VEHICLE, STATIC = "pedestrian", "vehicle", "static"
 

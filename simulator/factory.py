@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from training.world.base import World, pilotnet_camera
+from simulator.base import World, pilotnet_camera
 
 WORLDS = ("embedded", "carla")
 
@@ -26,13 +26,13 @@ class WorldConfig:
 def make_world(cfg: WorldConfig) -> World:
     camera = pilotnet_camera(cfg.width, cfg.height)
     if cfg.world == "embedded":
-        from training.world.actors import ScenarioConfig
-        from training.world.embedded import EmbeddedConfig, EmbeddedWorld
+        from simulator.actors import ScenarioConfig
+        from simulator.embedded import EmbeddedConfig, EmbeddedWorld
 
         return EmbeddedWorld(EmbeddedConfig(camera=camera, scenarios=ScenarioConfig.from_abnormal_rate(cfg.abnormal_rate),
                                             target_speed_mps=cfg.target_speed_mps))
     if cfg.world == "carla":
-        from training.world.carla_world import CarlaConfig, CarlaWorld
+        from simulator.carla_world import CarlaConfig, CarlaWorld
 
         return CarlaWorld(CarlaConfig(host=cfg.host, port=cfg.port, timeout_s=cfg.carla_timeout_s, camera=camera,
                                       abnormal_rate=cfg.abnormal_rate, target_speed_mps=cfg.target_speed_mps))

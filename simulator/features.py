@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.world.actors import PEDESTRIAN, VEHICLE, Actor
-from training.world.base import FAR_M, SceneFeatures
-from training.world.road import EGO_LANE_D, HALF_WIDTH_M, Road
+from simulator.actors import PEDESTRIAN, VEHICLE, Actor
+from simulator.base import FAR_M, SceneFeatures
+from simulator.road import EGO_LANE_D, HALF_WIDTH_M, Road
 
 SHARP_CURVATURE_1PM = 1.0 / 30.0  # bends tighter than 30 m radius count as rare scenes
 IN_PATH_RANGE_M = (-8.0, 35.0)  # an obstacle makes the scene abnormal from 35 m before to 8 m after it

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from training.world.actors import PEDESTRIAN, Actor
-from training.world.base import CameraSpec
-from training.world.road import HALF_WIDTH_M, SIDEWALK_WIDTH_M, Road
+from simulator.actors import PEDESTRIAN, Actor
+from simulator.base import CameraSpec
+from simulator.road import HALF_WIDTH_M, SIDEWALK_WIDTH_M, Road
 
 NEAR_M = 0.3
 SHIFT = 4  # sub-pixel bits for OpenCV polygon coordinates

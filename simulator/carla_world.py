@@ -22,14 +22,14 @@ import cv2
 import numpy as np
 
 from metasteer.control import SpeedController
-from metasteer.preprocess import PreprocessSpec, crop_band
 from metasteer.infractions import EpisodeMetrics, EventType, InfractionEvent
-from training.world.actors import PEDESTRIAN, STATIC, VEHICLE, Actor, ScenarioConfig
-from training.world.base import FIXED_DELTA_S, CameraSpec, Observation, VehicleControl, World, pilotnet_camera
-from training.world.expert import Expert, ExpertParams
-from training.world.features import EgoPose, describe
-from training.world.road import EGO_LANE_D, LANE_WIDTH_M, STEP_M, Road
-from training.world.vehicle import VehicleParams, VehicleState
+from metasteer.preprocess import PreprocessSpec, crop_band
+from simulator.actors import PEDESTRIAN, STATIC, VEHICLE, Actor, ScenarioConfig
+from simulator.base import FIXED_DELTA_S, CameraSpec, Observation, VehicleControl, World, pilotnet_camera
+from simulator.expert import Expert, ExpertParams
+from simulator.features import EgoPose, describe
+from simulator.road import EGO_LANE_D, LANE_WIDTH_M, STEP_M, Road
+from simulator.vehicle import VehicleParams, VehicleState
 
 START_HINT = "start the CARLA 0.9.16 server first, e.g. `./CarlaUE4.sh -RenderOffScreen -carla-rpc-port={port}`"
 
