@@ -11,6 +11,10 @@ from metasteer.infractions import lane_marking_name
 
 
 class InfractionLog:
+    """Infraction events of a drive as JSON lines in ``path`` (flushed per event), with time and
+    distance per model id (``odometry``: seconds and m/s in the clock the camera is stamped in), and a
+    per-model summary (infractions per km, time without infractions) appended by ``close``."""
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,7 @@ class InfractionEvent:
     """One event at its onset (one per contact / crossing, never one per step).
 
     ``time_s``: simulation time; ``other_actor_id``: CARLA actor id for collisions (0 otherwise);
-    ``impulse_ns``: |normal impulse| in N*s for collisions; ``markings``: crossed CARLA lane-marking
+    ``impulse_n_s``: |normal impulse| in N*s for collisions; ``markings``: crossed CARLA lane-marking
     types for lane invasions; ``justified``: a deliberate evasive crossing of a broken line with an
     obstacle in the ego lane ahead (reported, not counted as an infraction).
     """
@@ -56,7 +56,7 @@ class InfractionEvent:
     type: EventType
     time_s: float
     other_actor_id: int = 0
-    impulse_ns: float = 0.0
+    impulse_n_s: float = 0.0
     markings: tuple[int, ...] = ()
     justified: bool = False
 

@@ -270,7 +270,7 @@ class CarlaWorld(World):
         imp = event.normal_impulse
         self._events.append(InfractionEvent(_event_type(event.other_actor.type_id), self.time_s,
                                             other_actor_id=int(event.other_actor.id),
-                                            impulse_ns=math.sqrt(imp.x ** 2 + imp.y ** 2 + imp.z ** 2)))
+                                            impulse_n_s=math.sqrt(imp.x ** 2 + imp.y ** 2 + imp.z ** 2)))
 
     def _on_lane_invasion(self, event) -> None:
         markings = tuple(int(m.type) for m in event.crossed_lane_markings)

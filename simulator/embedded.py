@@ -132,7 +132,7 @@ class EmbeddedWorld(World):
                 kind = {PEDESTRIAN: EventType.COLLISION_PEDESTRIAN, VEHICLE: EventType.COLLISION_VEHICLE,
                         STATIC: EventType.COLLISION_STATIC}[a.kind]
                 closing = abs(self.ego.speed_mps - a.speed_mps)
-                events.append(InfractionEvent(kind, self.time_s, other_actor_id=a.actor_id, impulse_ns=vp.mass_kg * closing))
+                events.append(InfractionEvent(kind, self.time_s, other_actor_id=a.actor_id, impulse_n_s=vp.mass_kg * closing))
         self._contacts = contacts
 
         he = heading_error(self.road, self._ego_pose)

@@ -25,10 +25,13 @@ from metasteer.infractions import EventType
 from metasteer.nodes.interfaces import resolve
 
 DEFAULTS = {"role_name": "ego_vehicle", "camera": "rgb_front", "width": 800, "height": 600, "seed": 0, "abnormal_rate": 0.1,
-            "max_time_s": 60.0, "control_timeout_s": 1.0, "target_speed": 8.0, "interface": "auto", "result_path": ""}
+            "max_time_s": 60.0, "control_timeout_s": 1.0, "target_speed_mps": 8.0, "interface": "auto", "result_path": ""}
 
 
 class EmbeddedBridge(Node):
+    """The embedded world stepped in lockstep with the steering node, on carla-ros-bridge's topics
+    (see the module docstring); writes the episode's metrics to ``result_path`` at the end."""
+
     def __init__(self) -> None:
         super().__init__("metasteer_embedded_bridge")
         from simulator.actors import ScenarioConfig
@@ -42,7 +45,7 @@ class EmbeddedBridge(Node):
         self.iface = resolve(self.p["interface"])
         camera = CameraSpec(image_size_x=self.p["width"], image_size_y=self.p["height"])
         self.world = EmbeddedWorld(EmbeddedConfig(camera=camera, scenarios=ScenarioConfig.from_abnormal_rate(self.p["abnormal_rate"]),
-                                                  target_speed_mps=self.p["target_speed"], max_time_s=self.p["max_time_s"]))
+                                                  target_speed_mps=self.p["target_speed_mps"], max_time_s=self.p["max_time_s"]))
         self.clock_pub = self.create_publisher(Clock, "/clock", 10)
         self.image_pub = self.create_publisher(Image, f"{base}/{self.p['camera']}/image", 10)
         self.speed_pub = self.create_publisher(Float32, f"{base}/speedometer", 10)
@@ -74,7 +77,7 @@ class EmbeddedBridge(Node):
         self.speed_pub.publish(Float32(data=float(obs.speed_mps)))
         for e in obs.events:
             if e.type.is_collision:
-                self.collision_pub.publish(self.iface.make_collision(stamp, e.other_actor_id, (e.impulse_ns, 0.0, 0.0)))
+                self.collision_pub.publish(self.iface.make_collision(stamp, e.other_actor_id, (e.impulse_n_s, 0.0, 0.0)))
             elif e.type == EventType.LANE_INVASION:
                 self.lane_pub.publish(self.iface.make_lane(stamp, list(e.markings)))
 

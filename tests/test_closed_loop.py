@@ -23,7 +23,7 @@ def test_metrics_of_a_scripted_episode():
         if step == 100:
             m.add_event(InfractionEvent(EventType.LANE_INVASION, 5.05, markings=(2, 9)))
         if step == 150:
-            m.add_event(InfractionEvent(EventType.COLLISION_PEDESTRIAN, 7.55, other_actor_id=7, impulse_ns=900.0))
+            m.add_event(InfractionEvent(EventType.COLLISION_PEDESTRIAN, 7.55, other_actor_id=7, impulse_n_s=900.0))
     s = m.summary()
     assert s["time_without_infractions_s"] == pytest.approx(5.05)  # the justified crossing does not count
     assert s["lane_invasions"] == 1 and s["lane_invasions_justified"] == 1

@@ -123,7 +123,7 @@ def test_driving_into_a_pedestrian_raises_a_pedestrian_collision():
         if obs.done:
             break
     hits = [e for e in events if e.type == EventType.COLLISION_PEDESTRIAN]
-    assert len(hits) == 1 and hits[0].other_actor_id == 77 and hits[0].impulse_ns > 0
+    assert len(hits) == 1 and hits[0].other_actor_id == 77 and hits[0].impulse_n_s > 0
     assert obs.done and world.metrics.summary()["collisions_pedestrian"] == 1
 
 

@@ -13,6 +13,9 @@ from metasteer.nodes.launching import ros_env, start, stop
 
 def drive(model: str | Path, seed: int = 0, max_time_s: float = 60.0, abnormal_rate: float = 0.1, interface: str = "auto",
           width: int = 800, height: int = 600, log_dir: Path | None = None, domain_id: int | None = None) -> dict:
+    """One episode through ROS 2: the embedded bridge and the steering node (driving ``model``) as two
+    processes on a private loopback domain (``domain_id``, random if None). Returns the world's episode
+    metrics, the node's infraction summary per model id, and ``logs``, the directory of both logs."""
     env = ros_env(domain_id)
     log_dir = Path(log_dir or tempfile.mkdtemp(prefix="metasteer-drive-"))
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ import torch
 
 from metasteer.policy import META_PREFIX, OnnxPolicy
 from metasteer.preprocess import PreprocessSpec, to_tensor
+from training.files import atomic_write_bytes
 from training.models.io import load_model
 
 OPSET = 17
@@ -76,18 +77,21 @@ def export(run: str | Path, out: str | Path, frames: np.ndarray | None = None) -
     onnx.checker.check_model(proto)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(proto.SerializeToString())
+    data = proto.SerializeToString()
+    candidate = out.with_name(out.name + ".candidate")
+    candidate.write_bytes(data)
 
     frames = parity_frames(spec) if frames is None else frames
-    policy = OnnxPolicy.load(tmp)
+    try:
+        policy = OnnxPolicy.load(candidate)  # the session holds the model in memory from here on
+    finally:
+        candidate.unlink()
     with torch.no_grad():
         expected = model(torch.from_numpy(to_tensor(frames))).numpy()
     got = policy.predict_bands(frames)
     diff = float(np.max(np.abs(got - expected)))
     if not diff <= PARITY_TOLERANCE:
-        tmp.unlink()
         raise ExportError(f"onnxruntime and torch disagree on {len(frames)} frames: max |diff| = {diff:.3g} > {PARITY_TOLERANCE}")
-    tmp.replace(out)
+    atomic_write_bytes(out, data)
     return {"onnx": str(out), "opset": OPSET, "model_id": OnnxPolicy.load(out).model_id, "parity_max_abs_diff": diff,
             "parity_frames": int(len(frames)), "bytes": out.stat().st_size}

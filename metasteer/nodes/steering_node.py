@@ -17,7 +17,10 @@ Depth 1 makes the newest frame win when the node falls behind.
 
 from __future__ import annotations
 
+import os
 import sys
+import time
+from pathlib import Path
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -36,8 +39,8 @@ from metasteer.steering import Command, SafetyConfig, SteeringCore
 CAMERA_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=1)
 DEFAULTS = {
     "role_name": "ego_vehicle", "camera": "rgb_front", "camera_topic": "", "control_topic": "", "speedometer_topic": "",
-    "collision_topic": "", "lane_invasion_topic": "", "model_path": "", "target_speed": 8.0, "camera_timeout_s": 0.5,
-    "max_frame_age_s": 0.2, "interface": "auto", "infraction_log": "metasteer_infractions.jsonl", "diagnostics_period_s": 1.0,
+    "collision_topic": "", "lane_invasion_topic": "", "model_path": "", "target_speed_mps": 8.0, "camera_timeout_s": 0.5,
+    "max_frame_age_s": 0.2, "interface": "auto", "infraction_log": "", "diagnostics_period_s": 1.0,
     "watchdog_period_s": 0.1,
 }
 
@@ -46,7 +49,18 @@ def _stamp_s(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
+def default_log_path() -> Path:
+    """A directory per run under ROS's log directory (``ROS_LOG_DIR``, else ``~/.ros/log``), not the cwd."""
+    root = Path(os.environ.get("ROS_LOG_DIR") or Path(os.environ.get("ROS_HOME", Path.home() / ".ros")) / "log")
+    return root / "metasteer" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}" / "infractions.jsonl"
+
+
 class SteeringNode(Node):
+    """Camera frames in, ``vehicle_control_cmd`` out (see the module docstring for topics and types).
+
+    A thin ROS shell: the decisions (staleness, safety, inference, hot-swap) live in ``SteeringCore``;
+    collisions and lane invasions go to the ``InfractionLog``; ``/diagnostics`` once per period."""
+
     def __init__(self) -> None:
         super().__init__("metasteer_steering")
         for name, value in DEFAULTS.items():
@@ -54,8 +68,8 @@ class SteeringNode(Node):
         p = {name: self.get_parameter(name).value for name in DEFAULTS}
         base = f"/carla/{p['role_name']}"
         self.iface = resolve(p["interface"])
-        self.core = SteeringCore(SafetyConfig(p["camera_timeout_s"], p["max_frame_age_s"], p["target_speed"]))
-        self.log = InfractionLog(p["infraction_log"])
+        self.core = SteeringCore(SafetyConfig(p["camera_timeout_s"], p["max_frame_age_s"], p["target_speed_mps"]))
+        self.log = InfractionLog(p["infraction_log"] or default_log_path())
         self._last_stamp_s: float | None = None
         self.control_pub = self.create_publisher(self.iface.control_type, p["control_topic"] or f"{base}/vehicle_control_cmd", 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)

@@ -87,6 +87,11 @@ class _Ray:
 
 
 class Tuner:
+    """One search (BO or Sobol) in ``out``: proposes points of ``space`` (the unit cube, decoded by
+    ``tune.space``), runs ``objective`` on them ``cfg.parallel`` at a time on the local or Ray
+    executor, and appends every proposal and result to ``out/trials.jsonl`` as it happens; a
+    restarted Tuner reads that log back and runs only the proposals without a result."""
+
     def __init__(self, out: Path, cfg: TuneConfig, objective: Objective, space=LOSS_SPACE) -> None:
         self.out, self.cfg, self.objective, self.space = Path(out), cfg, objective, space
         self.out.mkdir(parents=True, exist_ok=True)
