@@ -115,3 +115,22 @@ def test_the_input_contract_travels_from_the_dataset_to_the_onnx_file(tmp_path):
     res = evaluate(tmp_path / "m.onnx", WorldConfig(abnormal_rate=0.0), EvalConfig(episodes=1, seed=0, workers=1, max_time_s=3.0),
                    progress=False)
     assert res["episodes"][0]["distance_m"] > 0
+
+
+def test_onnx_steering_equals_torch_on_real_frames_and_a_disagreement_writes_no_file(trained_run, tmp_path, monkeypatch):
+    import torch
+
+    import training.export as export_module
+    from metasteer.preprocess import to_tensor
+    from training.models.io import load_model
+
+    export(trained_run, tmp_path / "m.onnx")
+    frames = export_module.parity_frames(OnnxPolicy.load(tmp_path / "m.onnx").spec, n=12, seed=3)
+    model, _ = load_model(trained_run)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(to_tensor(frames))).numpy()
+    assert np.abs(OnnxPolicy.load(tmp_path / "m.onnx").predict_bands(frames) - expected).max() < 1e-4
+    monkeypatch.setattr(export_module, "PARITY_TOLERANCE", -1.0)  # any difference, even 0, now fails the check
+    with pytest.raises(export_module.ExportError, match="disagree"):
+        export(trained_run, tmp_path / "refused.onnx")
+    assert not list(tmp_path.glob("refused.onnx*"))  # neither the file nor a candidate is left behind

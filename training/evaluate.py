@@ -173,10 +173,9 @@ def evaluate(model: str | Path, world_cfg: WorldConfig, cfg: EvalConfig, out_dir
 
 
 def plot_trajectories(episodes: list[dict], out: Path, title: str, max_panels: int = 6) -> Path:
-    import matplotlib
+    from training.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     shown = episodes[:max_panels]
     fig, axes = plt.subplots(2, 3, figsize=(15, 8))

@@ -48,10 +48,9 @@ def offline_metrics(pred: np.ndarray, data: ArraySet) -> dict:
 
 
 def plot_offline(metrics: dict, pred: np.ndarray, data: ArraySet, out: Path, title: str = "") -> Path:
-    import matplotlib
+    from training.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     ax = axes[0]

@@ -11,10 +11,9 @@ from training.data.dataset import DrivingDataset
 
 
 def contact_sheet(dataset: DrivingDataset, out: str | Path, per_group: int = 12, seed: int = 0) -> Path:
-    import matplotlib
+    from training.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rng = np.random.default_rng(seed)
     cats = dataset.columns["category"]

@@ -8,6 +8,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from simulator.encounters import RARE_CATEGORIES
+from training.losses.balanced_mse import BalancedMSE
+from training.losses.category_weights import CategoryWeightedMSE
+from training.losses.features import FeatureInput
+from training.losses.inverse_freq import InverseFrequencyMSE
+from training.losses.ml3 import ML3Loss
+from training.losses.mse import MSELoss
+from training.losses.weighted import WeightedMSE
+
 LOSSES = ("mse", "weighted", "ml3", "inverse-freq", "balanced-mse", "category-weights")
 LEARNED = ("weighted", "ml3")
 # what a learned weighting reads by default: which rare scene (one-hots), how near, how sharp the bend;
@@ -34,8 +43,6 @@ class LossSpec:
 
 def parse_category_weights(text: str) -> dict[str, float]:
     """``"pedestrian=3,obstacle=2"`` -> weight per rare category (missing ones: 1)."""
-    from simulator.encounters import RARE_CATEGORIES
-
     weights = dict.fromkeys(RARE_CATEGORIES, 1.0)
     for item in filter(None, text.split(",")):
         name, _, value = item.partition("=")
@@ -47,9 +54,6 @@ def parse_category_weights(text: str) -> dict[str, float]:
 
 def make_loss(spec: LossSpec, feature_names: list[str], y_train: np.ndarray, extra_train: np.ndarray) -> nn.Module:
     """``feature_names``: the columns of ``extra``; ``y_train`` / ``extra_train``: the training set."""
-    from training.losses import BalancedMSE, CategoryWeightedMSE, InverseFrequencyMSE, ML3Loss, MSELoss, WeightedMSE
-    from training.losses.features import FeatureInput
-
     def inputs() -> FeatureInput:
         wanted = [f for f in spec.features.split(",") if f]
         unknown = sorted(set(wanted) - set(feature_names))

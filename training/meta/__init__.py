@@ -8,8 +8,6 @@ Batches are ``(x, y, extra)`` tuples; a learned loss is any ``nn.Module`` called
 from training.meta.engine_func import meta_gradient as meta_gradient_func
 from training.meta.engine_func import meta_gradient_head
 from training.meta.engine_higher import meta_gradient as meta_gradient_higher
-from training.meta.trainer import MetaConfig, MetaTrainer
-
-ENGINES = {"func": meta_gradient_func, "higher": meta_gradient_higher}
+from training.meta.trainer import ENGINES, MetaConfig, MetaTrainer
 
 __all__ = ["ENGINES", "MetaConfig", "MetaTrainer", "meta_gradient_func", "meta_gradient_head", "meta_gradient_higher"]

@@ -17,7 +17,12 @@ from typing import Callable
 import torch
 from torch import nn
 
+from training.meta.engine_func import meta_gradient as meta_gradient_func
+from training.meta.engine_func import meta_gradient_head
+from training.meta.engine_higher import meta_gradient as meta_gradient_higher
 from training.meta.types import Batch, TaskLoss
+
+ENGINES = {"func": meta_gradient_func, "higher": meta_gradient_higher}
 
 ENGINE_NAMES = ("func", "higher")
 
@@ -58,8 +63,6 @@ class MetaTrainer:
 
     def __init__(self, model_factory: Callable[[int], nn.Module], learned_loss: nn.Module, task_loss: TaskLoss,
                  cfg: MetaConfig, seed: int = 0) -> None:
-        from training.meta import ENGINES, meta_gradient_head
-
         self.cfg, self.factory, self.seed = cfg, model_factory, seed
         self.loss, self.task = learned_loss, task_loss
         self.engine = meta_gradient_head if cfg.head_only else ENGINES[cfg.engine]

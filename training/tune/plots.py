@@ -7,21 +7,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from training.figures import pyplot
 from training.tune.bo import fit_gp
 from training.tune.space import LOSS_SPACE
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def convergence(curves: dict[str, list[float]], metric: str, out: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, best in curves.items():
         ax.plot(np.arange(1, len(best) + 1), best, "o-", ms=4, label=name)
@@ -35,7 +27,7 @@ def convergence(curves: dict[str, list[float]], metric: str, out: Path) -> Path:
 
 def gp_over_tau(x: torch.Tensor, y: torch.Tensor, yvar: torch.Tensor, metric: str, out: Path) -> Path:
     """Posterior mean +- 2 sd of the objective along tau, other inputs held at the best trial's."""
-    plt = _plt()
+    plt = pyplot()
     gp = fit_gp(x, y, yvar)
     best = x[int(torch.argmax(y))]
     grid = best.repeat(101, 1)

@@ -86,6 +86,21 @@ class _Ray:
         pass
 
 
+def read_trials(path: Path) -> tuple[dict[int, dict], dict[int, dict]]:
+    """A trial log (``trials.jsonl``) -> (proposed, finished) records by trial number."""
+    proposed, finished = {}, {}
+    if Path(path).exists():
+        for line in Path(path).read_text().splitlines():
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill: its trial is simply run again
+            (proposed if r["event"] == "proposed" else finished)[r["trial"]] = r
+    return proposed, finished
+
+
 class Tuner:
     """One search (BO or Sobol) in ``out``: proposes points of ``space`` (the unit cube, decoded by
     ``tune.space``), runs ``objective`` on them ``cfg.parallel`` at a time on the local or Ray
@@ -100,17 +115,7 @@ class Tuner:
     # ---- the log ----------------------------------------------------------------------------------
 
     def records(self) -> tuple[dict[int, dict], dict[int, dict]]:
-        proposed, finished = {}, {}
-        if self.log_path.exists():
-            for line in self.log_path.read_text().splitlines():
-                if not line.strip():
-                    continue
-                try:
-                    r = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a kill: its trial is simply run again
-                (proposed if r["event"] == "proposed" else finished)[r["trial"]] = r
-        return proposed, finished
+        return read_trials(self.log_path)
 
     def _append(self, record: dict) -> None:
         with open(self.log_path, "a") as fh:
@@ -214,7 +219,7 @@ def tune(out: Path, cfg: TuneConfig, objective: str = "closed-loop", baseline: b
         runs["Sobol"] = Tuner(out / "sobol", replace(cfg, method="sobol"), objective_for("sobol")).run(progress)
     result = {"objective": objective, "metric": metric, **{k.lower(): v for k, v in runs.items()}}
     result["plots"] = [str(convergence({k: v["best_so_far"] for k, v in runs.items()}, metric, out / "convergence.png"))]
-    x, y, yvar = Tuner.data(Tuner(out / "bo", cfg, objective_for("bo")).records()[1])
+    x, y, yvar = Tuner.data(read_trials(out / "bo" / "trials.jsonl")[1])
     if len(y) >= 3:
         result["plots"].append(str(gp_over_tau(x, y, yvar, metric, out / "gp_tau.png")))
     (out / "tune.json").write_text(json.dumps(result, indent=2) + "\n")
