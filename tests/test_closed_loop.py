@@ -41,7 +41,7 @@ def trained_run(small_dataset, tmp_path_factory):
     from training.meta import MetaConfig
 
     out = tmp_path_factory.mktemp("runs") / "mse"
-    Run(out, small_dataset, None, LossSpec(), MetaConfig(), TrainConfig(steps=30, batch_size=16, width=0.5, eval_every=30)).run(progress=False)
+    Run(out, small_dataset, None, LossSpec(), MetaConfig(), TrainConfig(steps=30, batch_size=16, width_mult=0.5, eval_every=30)).run(progress=False)
     return out
 
 
@@ -105,7 +105,7 @@ def test_the_input_contract_travels_from_the_dataset_to_the_onnx_file(tmp_path):
     world = WorldConfig(width=160, height=66, abnormal_rate=0.2)
     collect(tmp_path / "data", world, CollectConfig(frames=300, seed=3, frames_per_shard=100, workers=1), progress=False)
     Run(tmp_path / "run", tmp_path / "data", None, LossSpec(), MetaConfig(),
-        TrainConfig(steps=6, batch_size=8, width=0.25, eval_every=6, warmup_steps=2)).run(progress=False)
+        TrainConfig(steps=6, batch_size=8, width_mult=0.25, eval_every=6, warmup_steps=2)).run(progress=False)
     export(tmp_path / "run", tmp_path / "m.onnx")
     policy = OnnxPolicy.load(tmp_path / "m.onnx")
     camera = pilotnet_camera(160, 66)

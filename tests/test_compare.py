@@ -88,7 +88,7 @@ def known_models(tmp_path_factory, small_dataset):
 
     d = tmp_path_factory.mktemp("known")
     Run(d / "trained", small_dataset, None, LossSpec(), MetaConfig(),
-        TrainConfig(steps=60, batch_size=16, width=0.5, eval_every=30, warmup_steps=10)).run(progress=False)
+        TrainConfig(steps=60, batch_size=16, width_mult=0.5, eval_every=30, warmup_steps=10)).run(progress=False)
     export(d / "trained", d / "trained.onnx")
     return {"right": constant_steer_model(d / "right.onnx", 1.0), "nan": nan_on_camera_model(d / "nan.onnx"), "trained": d / "trained.onnx"}
 

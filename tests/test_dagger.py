@@ -57,7 +57,7 @@ def test_a_finished_round_is_not_recorded_again(tmp_path):
 def test_dagger_command_runs_rounds_and_fine_tunes_from_the_policy(small_dataset, tmp_path, cli_env):
     run = tmp_path / "start"
     subprocess.run(METASTEER + ["train", "--data", str(small_dataset), "--out", str(run), "--steps", "20", "--batch-size", "16",
-                                "--width", "0.5", "--eval-every", "10", "--warmup-steps", "5", "--no-progress"], env=cli_env, check=True,
+                                "--width-mult", "0.5", "--eval-every", "10", "--warmup-steps", "5", "--no-progress"], env=cli_env, check=True,
                    capture_output=True)
     args = ["dagger", "--run", str(run), "--data", str(small_dataset), "--out", str(tmp_path / "dagger"), "--rounds", "2",
             "--routes", "2", "--routes-per-shard", "1", "--dagger-steps", "10", "--workers", "1", "--json", "--no-progress"]

@@ -25,7 +25,7 @@ def _write_bag(path, storage, frames=12):
         ctl = writer.add_connection("/carla/ego_vehicle/vehicle_control_cmd", Control.__msgtype__, typestore=store)
         col = writer.add_connection("/carla/ego_vehicle/collision", Collision.__msgtype__, typestore=store)
         for k in range(frames):
-            t = 100.0 + 0.05 * k
+            t = 100.0 + 0.5 * k  # 2 Hz: the bag spans 5.5 s, longer than the 2 s event window
             stamp = Time(sec=int(t), nanosec=int(round((t % 1) * 1e9)))
             data = rng.integers(0, 255, size=600 * 800 * 4, dtype=np.uint8)
             encoding = "bgra8" if k != 3 else "mono16"  # one unsupported frame is skipped, not fatal
@@ -50,7 +50,8 @@ def test_ingest_a_recorded_bag(tmp_path, cli_env, storage):
     ds = DrivingDataset(tmp_path / "data")
     assert ds.images(np.arange(8)).shape == (8, 66, 200, 3)
     assert np.allclose(ds.steer, [0.01 * k for k in range(9) if k != 3], atol=1e-6)
-    assert ds.abnormal.all()  # every frame is within 2 s of the collision
+    # only frames within 2 s of the collision at 100.5 s (t = 100, 100.5, 101, 102, 102.5) are marked
+    assert ds.abnormal.tolist() == [True, True, True, True, True, False, False, False]
 
 
 def test_a_bag_without_the_topics_is_a_clear_error(tmp_path, cli_env):

@@ -39,7 +39,7 @@ def test_weighted_with_tau_zero_is_exactly_mse_in_value_and_gradient(batch):
     for p in weighted.parameters():  # a non-trivial scorer: only tau = 0 makes it MSE
         torch.nn.init.normal_(p, std=1.0)
     torch.manual_seed(0)
-    model = PilotNet(PilotNetConfig(width=0.25))
+    model = PilotNet(PilotNetConfig(width_mult=0.25))
     x = torch.randn(batch, 3, 66, 200)
     l_w, g_w = _grads(weighted, model, x, y, extra)
     l_m, g_m = _grads(MSELoss(), model, x, y, extra)
@@ -117,7 +117,7 @@ def test_every_loss_is_selectable_by_name_and_trains(name):
     y, extra = _data(64)
     loss = make_loss(LossSpec(loss=name, features="ped_present,curvature_ahead_1pm,abnormal"), NAMES, y.numpy(), extra.numpy())
     torch.manual_seed(0)
-    model = PilotNet(PilotNetConfig(width=0.25))
+    model = PilotNet(PilotNetConfig(width_mult=0.25))
     x = torch.randn(64, 3, 66, 200)
     opt = torch.optim.Adam(list(model.parameters()) + list(loss.parameters()), lr=1e-3)
     first = None

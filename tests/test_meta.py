@@ -30,7 +30,7 @@ def _losses():
 def test_func_and_higher_meta_gradients_agree(steps):
     g = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    model = PilotNet(PilotNetConfig(width=0.5))
+    model = PilotNet(PilotNetConfig(width_mult=0.5))
     inner, meta = [_batch(6, g) for _ in range(steps)], _batch(6, g)
     task = emphasised_mse(3, 1.0)
     for loss in _losses():
@@ -44,7 +44,7 @@ def test_func_and_higher_meta_gradients_agree(steps):
 def test_head_only_meta_gradient_points_the_same_way():
     g = torch.Generator().manual_seed(1)
     torch.manual_seed(1)
-    model = PilotNet(PilotNetConfig(width=0.5))
+    model = PilotNet(PilotNetConfig(width_mult=0.5))
     inner, meta = [_batch(8, g)], _batch(8, g)
     for loss in _losses():
         full = ENGINES["func"](model, loss, emphasised_mse(3, 1.0), inner, meta, 0.05)

@@ -29,7 +29,7 @@ def models(small_dataset, tmp_path_factory):
     paths = {}
     for name, seed in (("a", 0), ("b", 1)):
         Run(out / name, small_dataset, None, LossSpec(), MetaConfig(),
-            TrainConfig(steps=8, batch_size=8, width=0.25, seed=seed, eval_every=8)).run(progress=False)
+            TrainConfig(steps=8, batch_size=8, width_mult=0.25, seed=seed, eval_every=8)).run(progress=False)
         paths[name] = str(export(out / name, out / f"{name}.onnx")["onnx"])
     (out / "broken.onnx").write_bytes(b"\x08\x01garbage")
     paths["broken"] = str(out / "broken.onnx")

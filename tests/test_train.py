@@ -12,7 +12,7 @@ import torch
 from tests.conftest import METASTEER
 from training.checkpoint import load
 
-TINY = ["--width", "0.25", "--batch-size", "16", "--meta-batch-size", "8", "--eval-every", "20", "--threads", "1", "--no-progress"]
+TINY = ["--width-mult", "0.25", "--batch-size", "16", "--meta-batch-size", "8", "--eval-every", "20", "--threads", "1", "--no-progress"]
 
 
 def _train(data, out, env, *extra, check=True):
@@ -143,3 +143,25 @@ def test_a_crafted_pickle_is_refused_not_run(tmp_path):
     with pytest.raises(RuntimeError, match="refused"):
         load_model(tmp_path)
     assert not marker.exists()
+
+
+def test_the_learned_loss_does_not_move_while_the_fresh_model_trains(small_dataset, tmp_path, monkeypatch):
+    from training.fit import Run, TrainConfig
+    from training.losses import LossSpec
+    from training.meta import MetaConfig
+
+    seen = {}
+    fit_phase = Run._fit_phase
+
+    def recording(self, *args, **kwargs):  # the real fit phase, with the loss's state noted as it starts
+        seen["after_meta"] = {k: v.clone() for k, v in self.loss.state_dict().items()}
+        return fit_phase(self, *args, **kwargs)
+
+    monkeypatch.setattr(Run, "_fit_phase", recording)
+    run = Run(tmp_path / "run", small_dataset, None, LossSpec(loss="weighted"), MetaConfig(),
+              TrainConfig(steps=15, meta_steps=8, batch_size=16, meta_batch_size=8, width_mult=0.25, eval_every=15, warmup_steps=2))
+    initial = {k: v.clone() for k, v in run.loss.state_dict().items()}
+    run.run(progress=False)
+    final = load(tmp_path / "run" / "loss.pt")["state_dict"]
+    assert any(not torch.equal(initial[k], seen["after_meta"][k]) for k in initial)  # meta-training moved phi
+    assert all(torch.equal(seen["after_meta"][k], final[k]) for k in final)  # fitting the fresh model did not

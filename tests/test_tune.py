@@ -11,7 +11,7 @@ import torch
 
 from tests.conftest import METASTEER
 from training.tune.bo import suggest
-from training.tune.tuner import Tuner, TuneConfig, make_objective
+from training.tune.tuner import Tuner, TuneConfig, make_objective, read_trials
 
 
 def _log(path):
@@ -65,5 +65,8 @@ def test_ray_executor_on_a_local_ray_instance(tmp_path):
     finally:
         ray.shutdown()
     local = Tuner(tmp_path / "local", TuneConfig(budget=4, init=2, parallel=2, seed=1), make_objective("synthetic", 1)).run(progress=False)
+    workers = [r["worker"] for r in read_trials(tmp_path / "trials.jsonl")[1].values()]
+    assert len(workers) == 4 and all(w.startswith("ray:") for w in workers)  # Ray workers ran every trial
+    assert all(r["worker"].startswith("pid:") for r in read_trials(tmp_path / "local" / "trials.jsonl")[1].values())
     assert result["trials"] == 4
     assert np.allclose(result["best_so_far"], local["best_so_far"])  # same trials, same numbers, other executor

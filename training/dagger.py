@@ -79,7 +79,7 @@ def dagger(out: Path, start: Path, data: list[Path], world_cfg: WorldConfig, cfg
     out = Path(out)
     arch = load_model(start)[1]["arch"]  # fine-tuning keeps the starting model's architecture
     train_cfg = replace(train_cfg or TrainConfig(), steps=cfg.dagger_steps, lr=cfg.dagger_lr, seed=cfg.seed,
-                        eval_every=max(1, cfg.dagger_steps // 5), width=arch["width"], conv_layers=arch["conv_layers"],
+                        eval_every=max(1, cfg.dagger_steps // 5), width_mult=arch["width_mult"], conv_layers=arch["conv_layers"],
                         linear_layers=arch["linear_layers"])
     current, rounds, aggregate = Path(start), [], [Path(d) for d in data]
     for r in range(1, cfg.rounds + 1):

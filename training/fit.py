@@ -57,7 +57,7 @@ class TrainConfig:
     checkpoint_every: int = field(default=100, metadata={"help": "checkpoint every N steps"})
     seed: int = field(default=0, metadata={"help": "seed of splits, initialisation and batches"})
     device: str = field(default="auto", metadata={"help": "torch device: auto (CUDA where present), cpu, cuda"})
-    width: float = field(default=1.0, metadata={"help": "PilotNet channel multiplier"})
+    width_mult: float = field(default=1.0, metadata={"help": "PilotNet channel multiplier (1: the paper's widths)"})
     conv_layers: int = field(default=5, metadata={"help": "PilotNet conv layers (1-5)"})
     linear_layers: int = field(default=4, metadata={"help": "PilotNet linear layers (1-4)"})
     meta_conv_layers: int = field(default=0, metadata={"help": "conv layers of the model used while meta-training (0: same)"})
@@ -65,7 +65,7 @@ class TrainConfig:
     def arch(self, spec: PreprocessSpec, meta: bool = False) -> PilotNetConfig:
         """The model for inputs of ``spec``'s size (``meta``: the one used while meta-training)."""
         conv = (self.meta_conv_layers or self.conv_layers) if meta else self.conv_layers
-        return PilotNetConfig(width=self.width, conv_layers=conv, linear_layers=self.linear_layers,
+        return PilotNetConfig(width_mult=self.width_mult, conv_layers=conv, linear_layers=self.linear_layers,
                               input_height=spec.height, input_width=spec.width)
 
 

@@ -14,12 +14,12 @@ _HIDDEN = (100, 50, 10)
 
 @dataclass(frozen=True)
 class PilotNetConfig:
-    """``width``: channel multiplier; ``conv_layers`` (1-5) / ``linear_layers`` (1-4): depth.
+    """``width_mult``: channel multiplier; ``conv_layers`` (1-5) / ``linear_layers`` (1-4): depth.
 
     The default is PilotNet exactly: conv 24/36/48 5x5 s2, 64/64 3x3, linear 100/50/10/1.
     """
 
-    width: float = 1.0
+    width_mult: float = 1.0  # channel multiplier of every layer (1: the paper's widths)
     conv_layers: int = 5
     linear_layers: int = 4
     input_height: int = 66
@@ -45,13 +45,13 @@ class PilotNet(nn.Module):
         layers: list[nn.Module] = []
         channels = 3
         for out, kernel, stride in _CONVS[: config.conv_layers]:
-            out = max(4, int(round(out * config.width)))
+            out = max(4, int(round(out * config.width_mult)))
             layers += [nn.Conv2d(channels, out, kernel, stride), nn.ELU()]
             channels = out
         self.features = nn.Sequential(*layers)
         with torch.no_grad():
             flat = self.features(torch.zeros(1, 3, config.input_height, config.input_width)).numel()
-        sizes = [flat] + [max(4, int(round(h * config.width))) for h in _HIDDEN[: config.linear_layers - 1]] + [1]
+        sizes = [flat] + [max(4, int(round(h * config.width_mult))) for h in _HIDDEN[: config.linear_layers - 1]] + [1]
         head: list[nn.Module] = [nn.Flatten()]
         for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
             head.append(nn.Linear(a, b))
@@ -64,4 +64,4 @@ class PilotNet(nn.Module):
         return self.head(self.features(x))
 
     def extra_repr(self) -> str:
-        return f"width={self.config.width}, conv_layers={self.config.conv_layers}, linear_layers={self.config.linear_layers}"
+        return f"width_mult={self.config.width_mult}, conv_layers={self.config.conv_layers}, linear_layers={self.config.linear_layers}"

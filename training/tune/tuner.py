@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -37,10 +38,18 @@ class TuneConfig:
     address: str = field(default="", metadata={"help": "Ray cluster address (--executor ray); empty: a local Ray instance"})
 
 
-def _call(objective: Objective, x: list[float], trial: int) -> tuple[int, float, float, float]:
+def _worker() -> str:
+    """Where a trial ran: ``ray:<worker id>`` inside a Ray worker, else ``pid:<process id>``."""
+    ray = sys.modules.get("ray")  # never imported just to ask
+    if ray is not None and ray.is_initialized() and ray.get_runtime_context().worker.mode == ray.WORKER_MODE:
+        return f"ray:{ray.get_runtime_context().get_worker_id()}"
+    return f"pid:{os.getpid()}"
+
+
+def _call(objective: Objective, x: list[float], trial: int) -> tuple[int, float, float, float, str]:
     start = time.perf_counter()
     y, yvar = objective(np.asarray(x), trial)
-    return trial, float(y), float(yvar), time.perf_counter() - start
+    return trial, float(y), float(yvar), time.perf_counter() - start, _worker()
 
 
 class _Local:
@@ -166,9 +175,9 @@ class Tuner:
                     pending = self._propose(proposed, finished)
                     proposed.update({r["trial"]: r for r in pending})
                 futures = [executor.submit(_call, self.objective, r["x"], r["trial"]) for r in pending]
-                for trial, y, yvar, seconds in executor.as_completed(futures):
+                for trial, y, yvar, seconds, worker in executor.as_completed(futures):
                     record = {"event": "finished", "trial": trial, "method": proposed[trial]["method"], "x": proposed[trial]["x"],
-                              "params": proposed[trial]["params"], "y": y, "yvar": yvar, "seconds": seconds}
+                              "params": proposed[trial]["params"], "y": y, "yvar": yvar, "seconds": seconds, "worker": worker}
                     self._append(record)
                     finished[trial] = record
                     bar.update()
