@@ -85,7 +85,7 @@ def dagger(out: Path, start: Path, data: list[Path], world_cfg: WorldConfig, cfg
     for r in range(1, cfg.rounds + 1):
         rd = out / f"round-{r}"
         rd.mkdir(parents=True, exist_ok=True)
-        if not (rd / "data" / "manifest.json").exists():
+        if not (rd / "policy.onnx").exists():  # written atomically; kept, so a resumed round asks for the same policy
             export(current, rd / "policy.onnx")
         manifest = DrivingDataset(rd / "data", verify=False).manifest if (rd / "data" / "manifest.json").exists() else \
             record_round(rd / "data", rd / "policy.onnx", world_cfg, cfg, r, progress)
