@@ -138,7 +138,7 @@ def compare(models: list[str | Path], world_cfg: WorldConfig, cfg: EvalConfig, o
     if len(set(names)) != len(names):
         names = [str(m) for m in models]
     with tempfile.TemporaryDirectory() as tmp:
-        paths = [as_onnx(m, Path(tmp) / str(k)) if Path(m).suffix != ".onnx" else Path(m) for k, m in enumerate(models)]
+        paths = [as_onnx(m, Path(tmp) / str(k)) for k, m in enumerate(models)]
         ids = [OnnxPolicy.load(p).model_id for p in paths]
         per_model = drive_routes(paths, world_cfg, cfg, progress, desc="compare")
     result: dict = {"world": world_cfg.world, "abnormal_rate": world_cfg.abnormal_rate, "config": asdict(cfg),
@@ -160,8 +160,12 @@ def compare(models: list[str | Path], world_cfg: WorldConfig, cfg: EvalConfig, o
     return result
 
 
-def _pct(x: float | None) -> str:
+def fmt_pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.0%}"
+
+
+def fmt_signed(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:+.2f}"
 
 
 def table(result: dict) -> str:
@@ -169,7 +173,7 @@ def table(result: dict) -> str:
     head = ("| model | " + " | ".join(GROUPS) + " | normal infr./km | route completion | driving score | on-policy MAE ped / obst / bend |")
     lines = [head, "|" + "---|" * (len(GROUPS) + 5)]
     for name, m in result["models"].items():
-        cells = [f"{_pct(m['pass_rate'][g]['rate'])} ({m['pass_rate'][g]['passed']}/{m['pass_rate'][g]['n']})" for g in GROUPS]
+        cells = [f"{fmt_pct(m['pass_rate'][g]['rate'])} ({m['pass_rate'][g]['passed']}/{m['pass_rate'][g]['n']})" for g in GROUPS]
         nipkm = m["normal_infractions_per_km"]
         mae = " / ".join("n/a" if m["onpolicy_mae"][c] is None else f"{m['onpolicy_mae'][c]:.3f}" for c in RARE_CATEGORIES)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {'n/a' if nipkm is None else f'{nipkm:.2f}'} | "
@@ -177,9 +181,8 @@ def table(result: dict) -> str:
     for name, m in result["models"].items():
         if "paired_diff" in m:
             d = m["paired_diff"]["pass_rate_rare"]
-            ci = "n/a" if d["ci95"] is None else f"[{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]"
-            diff = "n/a" if d["diff"] is None else f"{d['diff']:+.2f}"
-            lines.append(f"\n{name} - {m['paired_diff']['against']}: rare-scene pass rate {diff}, paired bootstrap 95 % CI {ci}")
+            ci = "n/a" if d["ci95"] is None else f"[{fmt_signed(d['ci95'][0])}, {fmt_signed(d['ci95'][1])}]"
+            lines.append(f"\n{name} - {m['paired_diff']['against']}: rare-scene pass rate {fmt_signed(d['diff'])}, paired bootstrap 95 % CI {ci}")
     return "\n".join(lines)
 
 

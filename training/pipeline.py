@@ -23,6 +23,7 @@ from training.data.contact_sheet import contact_sheet
 from training.data.dataset import DrivingDataset
 
 NAMES = ("mse", "learned")
+RECORD_EVERY = 4  # 5 Hz: neighbouring frames at 10 Hz are near copies; the events are what is scarce
 
 
 @dataclass(frozen=True)
@@ -79,10 +80,9 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
 
     t = _stage("1/8 collect")
     data, meta_data = out / "data" / "train", out / "data" / "meta"
-    record_every = 4  # 5 Hz: neighbouring frames at 10 Hz are near copies; the events are what is scarce
-    collect(data, replace(world_cfg, abnormal_rate=cfg.train_abnormal_rate), CollectConfig(frames=n["frames"], seed=cfg.seed, record_every=record_every),
+    collect(data, replace(world_cfg, abnormal_rate=cfg.train_abnormal_rate), CollectConfig(frames=n["frames"], seed=cfg.seed, record_every=RECORD_EVERY),
             progress=progress)
-    collect(meta_data, replace(world_cfg, abnormal_rate=0.3), CollectConfig(frames=n["meta_frames"], seed=cfg.seed + 1, record_every=record_every),
+    collect(meta_data, replace(world_cfg, abnormal_rate=0.3), CollectConfig(frames=n["meta_frames"], seed=cfg.seed + 1, record_every=RECORD_EVERY),
             progress=progress)
     dataset = DrivingDataset(data)
     sheet = contact_sheet(dataset, out / "contact_sheet.png", seed=cfg.seed)
@@ -96,7 +96,7 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
 
     t = _stage(f"3/8 DAgger: {n['dagger_rounds']} rounds on the MSE model")
     dcfg = DaggerConfig(rounds=n["dagger_rounds"], routes=n["dagger_routes"], dagger_steps=n["dagger_steps"], seed=cfg.seed,
-                        dagger_abnormal_rate=cfg.eval_abnormal_rate, record_every=record_every)
+                        dagger_abnormal_rate=cfg.eval_abnormal_rate, record_every=RECORD_EVERY)
     dag = dagger(out / "dagger", out / "runs" / "mse", [data], world_cfg, dcfg, train_cfg=train_cfg, progress=progress) \
         if n["dagger_rounds"] else None
     timings["dagger_s"] = time.perf_counter() - t
@@ -185,7 +185,7 @@ def _fmt(m: dict) -> str:
 
 
 def _markdown(r: dict, sheet: Path) -> str:
-    from training.compare import table
+    from training.compare import fmt_pct, fmt_signed, table
 
     rare, clear, off, tg = r["compare"]["rare"], r["compare"]["clear"], r["offline"], r["targets"]
     d = r["dataset"]
@@ -198,9 +198,9 @@ def _markdown(r: dict, sheet: Path) -> str:
              "## Targets (MSE model)", "",
              f"- route completion without rare scenes >= 0.95: **{tg['clear_route_completion']:.2f}** "
              f"({'met' if tg['clear_route_completion_met'] else 'NOT met'})",
-             f"- sharp bends and obstacles passed >= 80 %: bends {_pct(tg['pass_rate']['sharp_bend'])}, obstacles "
-             f"{_pct(tg['pass_rate']['obstacle'])} ({'met' if tg['bends_obstacles_met'] else 'NOT met'}); pedestrians "
-             f"{_pct(tg['pass_rate']['pedestrian'])} (no target)", ""]
+             f"- sharp bends and obstacles passed >= 80 %: bends {fmt_pct(tg['pass_rate']['sharp_bend'])}, obstacles "
+             f"{fmt_pct(tg['pass_rate']['obstacle'])} ({'met' if tg['bends_obstacles_met'] else 'NOT met'}); pedestrians "
+             f"{fmt_pct(tg['pass_rate']['pedestrian'])} (no target)", ""]
     dec = r["dagger_decision"]
     if r["dagger"]:
         lines += ["## DAgger", "", "| round | policy | frames | events (ped / obst / bend) | best step | val balanced MAE |", "|---|---|---|---|---|---|"]
@@ -209,9 +209,9 @@ def _markdown(r: dict, sheet: Path) -> str:
             lines.append(f"| {rd['round']} | `{rd['policy_model_id']}` | {rd['frames']} | {e['pedestrian']} / {e['obstacle']} / {e['sharp_bend']} "
                          f"| {rd['best_step']} | {rd['val_mae_balanced']:.4f} |")
         ci = dec["paired_diff"]["ci95"]
-        lines += ["", f"On {dec['routes']} paired tuning routes the rare-scene pass rate went {_pct(dec['rare_pass_rate']['without'])} -> "
-                  f"{_pct(dec['rare_pass_rate']['with'])} (paired diff {_signed(dec['paired_diff']['diff'])}, 95 % CI "
-                  f"{'n/a' if ci is None else f'[{ci[0]:+.2f}, {ci[1]:+.2f}]'}): DAgger was **{'kept' if dec['kept'] else 'not kept'}**; "
+        lines += ["", f"On {dec['routes']} paired tuning routes the rare-scene pass rate went {fmt_pct(dec['rare_pass_rate']['without'])} -> "
+                  f"{fmt_pct(dec['rare_pass_rate']['with'])} (paired diff {fmt_signed(dec['paired_diff']['diff'])}, 95 % CI "
+                  f"{'n/a' if ci is None else f'[{fmt_signed(ci[0])}, {fmt_signed(ci[1])}]'}): DAgger was **{'kept' if dec['kept'] else 'not kept'}**; "
                   "the learned loss trained on the same data.", ""]
     lines += ["## Offline (validation episodes of the training data, MAE in steer units)", "", "| | MSE | learned loss |", "|---|---|---|"]
     for key in ("overall", "normal", "abnormal"):
@@ -227,17 +227,10 @@ def _markdown(r: dict, sheet: Path) -> str:
     return "\n".join(lines)
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.0%}"
-
-
-def _signed(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:+.2f}"
-
-
 def model_card(name: str, r: dict) -> str:
     from metasteer.policy import OnnxPolicy
     from simulator.encounters import RARE_CATEGORIES
+    from training.compare import fmt_pct
 
     e, off = r["exported"][name], r["offline"][name]
     spec = OnnxPolicy.load(e["onnx"]).spec
@@ -255,7 +248,7 @@ def model_card(name: str, r: dict) -> str:
              "## Offline (validation episodes, MAE in steer units)", "",
              f"overall {_mae(off['overall'])}, normal {_mae(off['normal'])}, abnormal {_mae(off['abnormal'])}", "",
              f"## Closed loop ({len(rare['routes'])} paired held-out embedded routes, rare-scene rate {rare['abnormal_rate']})", ""]
-    lines += [f"- {g} scenes passed: {_pct(m['pass_rate'][g]['rate'])} ({m['pass_rate'][g]['passed']}/{m['pass_rate'][g]['n']})"
+    lines += [f"- {g} scenes passed: {fmt_pct(m['pass_rate'][g]['rate'])} ({m['pass_rate'][g]['passed']}/{m['pass_rate'][g]['n']})"
               for g in RARE_CATEGORIES + ("rare",)]
     lines += [f"- route completion {_fmt(m['route_completion'])}, driving score {_fmt(m['driving_score'])}, "
               f"time without infractions {_fmt(m['time_without_infractions_s'])} s",

@@ -16,7 +16,7 @@ from simulator.encounters import RARE_CATEGORIES, count_events
 from simulator.factory import WorldConfig
 from training.compare import compare
 from training.data.arrays import episode_subset
-from training.data.collect import CollectConfig, collect
+from training.data.collect import CollectConfig, collect, event_gap_frames
 from training.data.dataset import DrivingDataset
 from training.evaluate import EvalConfig
 from training.export import export
@@ -24,8 +24,7 @@ from training.figures import pyplot
 from training.fit import Run, TrainConfig
 from training.losses import LossSpec
 from training.meta import MetaConfig
-
-RECORD_EVERY = 4
+from training.pipeline import RECORD_EVERY
 
 
 def bench_events_curve(work: Path, data: Path | None = None, fractions: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0), steps: int = 3000,
@@ -37,7 +36,7 @@ def bench_events_curve(work: Path, data: Path | None = None, fractions: tuple[fl
         collect(data, WorldConfig(abnormal_rate=rare_share), CollectConfig(frames=frames, seed=1000, record_every=RECORD_EVERY), progress=progress)
     dataset = DrivingDataset(data)
     episode, category = dataset.columns["episode_seed"], dataset.columns["category"].astype(str)
-    gap = max(1, round(20 / dataset.manifest["config"]["collect"]["record_every"]))
+    gap = event_gap_frames(dataset.manifest["config"]["collect"]["record_every"])
     points, models = [], []
     for f in fractions:
         idx = episode_subset(episode, f)

@@ -32,7 +32,7 @@ class ArraySet:
     episode: np.ndarray
 
     def __post_init__(self) -> None:
-        self._resident: dict[str, torch.Tensor] = {}
+        self._resident: dict[str, dict[str, torch.Tensor]] = {}  # device -> tensors there
 
     def __len__(self) -> int:
         return len(self.y)
@@ -40,10 +40,6 @@ class ArraySet:
     @property
     def abnormal(self) -> np.ndarray:
         return self.category != "normal"
-
-    def subset(self, index: np.ndarray) -> "ArraySet":
-        return ArraySet(self.images[index], self.y[index], self.extra[index], self.category[index], self.feature_names,
-                        self.episode[index])
 
     def _on(self, device: str) -> dict[str, torch.Tensor]:
         """The arrays as tensors on ``device`` (uint8 frames; copied there once), or pinned on the host
