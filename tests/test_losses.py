@@ -134,3 +134,43 @@ def test_unknown_feature_is_a_clear_error():
     y, extra = _data(8)
     with pytest.raises(ValueError, match="unknown features \\['nope'\\]"):
         make_loss(LossSpec(loss="weighted", features="nope"), NAMES, y.numpy(), extra.numpy())
+
+
+def test_ml3_loss_is_smallest_at_the_label_for_any_phi():
+    """M_phi(y_hat, y) >= 0 and = 0 at y_hat = y, for random (not only initial) loss parameters;
+    at initialisation it is exactly MSE."""
+    from training.losses import ML3Loss
+
+    y, extra = _data(64)
+    feats = FeatureInput([0, 1, 2, 3], extra.mean(0), extra.std(0))
+    loss = ML3Loss(feats)
+    y_hat = y + 0.2 * torch.randn(64)
+    assert torch.allclose(loss(y_hat, y, extra), torch.mean((y_hat - y) ** 2))
+    for seed in range(5):
+        torch.manual_seed(seed)
+        for p in loss.parameters():
+            torch.nn.init.normal_(p, std=2.0)
+        at_label = loss.per_sample(y.clone(), y, extra)
+        assert torch.equal(at_label, torch.zeros_like(at_label))
+        for shift in (-0.5, -0.01, 0.01, 0.5):
+            assert (loss.per_sample(y + shift, y, extra) > 0).all()
+        y_var = y.clone().requires_grad_()
+        loss(y_var, y, extra).backward()
+        assert torch.equal(y_var.grad, torch.zeros_like(y))  # a stationary point at the label
+
+
+@pytest.mark.parametrize("batch", [16, 7])
+def test_the_weighting_that_reads_the_loss_is_mse_at_tau_zero_and_reacts_to_the_error(batch):
+    y, extra = _data(batch)
+    loss = WeightedMSE(FeatureInput([0, 1, 2, 3], extra.mean(0), extra.std(0)), tau=0.0, reads_loss=True)
+    for p in loss.parameters():
+        torch.nn.init.normal_(p, std=1.0)
+    y_hat = y + 0.1 * torch.randn(batch)
+    assert torch.equal(loss(y_hat, y, extra), MSELoss()(y_hat, y, extra))
+    loss.tau = 1.0
+    sq = (y_hat - y) ** 2
+    assert not torch.equal(loss.weights(extra, sq), loss.weights(extra, sq * 100))  # the error is an input
+    y_var = y_hat.clone().requires_grad_()
+    loss(y_var, y, extra).backward()
+    w = loss.weights(extra, sq)
+    assert torch.allclose(y_var.grad, 2 * w * (y_hat - y) / batch, atol=1e-7)  # no gradient through the weight

@@ -11,6 +11,7 @@ import torch
 
 from tests.conftest import METASTEER
 from training.checkpoint import load
+from training.fit import Run, TrainConfig
 
 TINY = ["--width-mult", "0.25", "--batch-size", "16", "--meta-batch-size", "8", "--eval-every", "20", "--threads", "1", "--no-progress"]
 
@@ -95,7 +96,7 @@ def test_batches_from_resident_uint8_frames_equal_the_runtime_preprocessing():
 
 
 def test_learning_rate_warms_up_then_decays_by_cosine():
-    from training.fit import TrainConfig, lr_at
+    from training.fit import lr_at
 
     cfg = TrainConfig(steps=1100, lr=1e-3, warmup_steps=100, min_lr_ratio=0.05)
     assert lr_at(0, cfg) == pytest.approx(1e-5) and lr_at(99, cfg) == pytest.approx(1e-3)
@@ -146,7 +147,6 @@ def test_a_crafted_pickle_is_refused_not_run(tmp_path):
 
 
 def test_the_learned_loss_does_not_move_while_the_fresh_model_trains(small_dataset, tmp_path, monkeypatch):
-    from training.fit import Run, TrainConfig
     from training.losses import LossSpec
     from training.meta import MetaConfig
 
@@ -165,3 +165,57 @@ def test_the_learned_loss_does_not_move_while_the_fresh_model_trains(small_datas
     final = load(tmp_path / "run" / "loss.pt")["state_dict"]
     assert any(not torch.equal(initial[k], seen["after_meta"][k]) for k in initial)  # meta-training moved phi
     assert all(torch.equal(seen["after_meta"][k], final[k]) for k in final)  # fitting the fresh model did not
+
+
+def _online(small_dataset, out, tau):
+    from training.losses import LossSpec
+    from training.meta import MetaConfig
+
+    return Run(out, small_dataset, None, LossSpec(loss="weighted", tau=tau), MetaConfig(schedule="online", lookahead="adam", meta_lr=0.05),
+               TrainConfig(steps=12, batch_size=16, meta_batch_size=8, width_mult=0.25, eval_every=12, warmup_steps=2, rare_fraction=0.25,
+                           checkpoint_every=5))
+
+
+def test_an_online_learned_loss_moves_along_the_run_and_is_mse_at_tau_zero(small_dataset, tmp_path):
+    """Online: no meta phase, phi changes during the shipped model's own run; with tau = 0 the run's
+    model is bit-identical to the MSE run's (the meta steps read the model and its optimiser only)."""
+    from training.losses import LossSpec
+    from training.meta import MetaConfig
+
+    run = _online(small_dataset, tmp_path / "online", 2.0)
+    assert run.phases == ["fit"]
+    initial = {k: v.clone() for k, v in run.loss.state_dict().items()}
+    run.run(progress=False)
+    final = load(tmp_path / "online" / "loss.pt")["state_dict"]
+    assert any(not torch.equal(initial[k], final[k]) for k in initial)
+    rows = list(csv.DictReader(open(tmp_path / "online" / "log.csv")))
+    assert sum(1 for r in rows if r["task_loss"]) == 12  # a meta step at every step
+
+    _online(small_dataset, tmp_path / "tau0", 0.0).run(progress=False)
+    Run(tmp_path / "mse", small_dataset, None, LossSpec(loss="mse"), MetaConfig(),
+        TrainConfig(steps=12, batch_size=16, meta_batch_size=8, width_mult=0.25, eval_every=12, warmup_steps=2, rare_fraction=0.25,
+                    checkpoint_every=5)).run(progress=False)
+    a, b = (load(tmp_path / d / "model.pt")["state_dict"] for d in ("tau0", "mse"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_killed_online_run_resumes_to_the_same_numbers(small_dataset, tmp_path, monkeypatch):
+    _online(small_dataset, tmp_path / "whole", 2.0).run(progress=False)
+    run = _online(small_dataset, tmp_path / "cut", 2.0)
+    save = run._save
+    calls = {"n": 0}
+
+    def kill_after_first_checkpoint(*args, **kwargs):
+        save(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "_save", kill_after_first_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        run.run(progress=False)
+    assert load(tmp_path / "cut" / "checkpoint.pt")["step"] == 5
+    _online(small_dataset, tmp_path / "cut", 2.0).run(resume=True, progress=False)
+    for name in ("model.pt", "loss.pt"):
+        a, b = (load(tmp_path / d / name)["state_dict"] for d in ("whole", "cut"))
+        assert all(torch.equal(a[k], b[k]) for k in a), name

@@ -70,3 +70,16 @@ def test_ray_executor_on_a_local_ray_instance(tmp_path):
     assert all(r["worker"].startswith("pid:") for r in read_trials(tmp_path / "local" / "trials.jsonl")[1].values())
     assert result["trials"] == 4
     assert np.allclose(result["best_so_far"], local["best_so_far"])  # same trials, same numbers, other executor
+
+
+def test_fixed_first_points_run_before_sobol_and_decode_to_mse(tmp_path):
+    from training.tune.space import FIRST_POINTS, LEARNED_SPACE, decode, trial_setup
+
+    first = FIRST_POINTS["learned"]
+    cfg = TuneConfig(budget=5, init=3, parallel=2, seed=0)
+    Tuner(tmp_path, cfg, make_objective("synthetic", 0), LEARNED_SPACE, first).run(progress=False)
+    proposed, finished = read_trials(tmp_path / "trials.jsonl")
+    assert [proposed[k]["method"] for k in sorted(proposed)] == ["fixed", "sobol", "sobol", "bo", "bo"]
+    assert proposed[0]["x"] == first[0] and len(finished) == 5
+    spec, _, rare_fraction = trial_setup(decode(np.array(first[0])))
+    assert spec.loss == "mse" and rare_fraction == 0.0  # tau = 0, uniform batches: MSE itself

@@ -71,16 +71,13 @@ def dagger(out: Path, start: Path, data: list[Path], world_cfg: WorldConfig, cfg
     """``cfg.rounds`` rounds from the trained run ``start`` (trained on ``data``); returns per-round
     dataset sizes, events and validation numbers, and ``final``: the last round's run directory."""
     from training.export import export
-    from training.fit import Run, TrainConfig
+    from training.fit import Run, TrainConfig, warm_start
     from training.losses import LossSpec
     from training.meta import MetaConfig
-    from training.models.io import load_model
 
     out = Path(out)
-    arch = load_model(start)[1]["arch"]  # fine-tuning keeps the starting model's architecture
-    train_cfg = replace(train_cfg or TrainConfig(), steps=cfg.dagger_steps, lr=cfg.dagger_lr, seed=cfg.seed,
-                        eval_every=max(1, cfg.dagger_steps // 5), width_mult=arch["width_mult"], conv_layers=arch["conv_layers"],
-                        linear_layers=arch["linear_layers"])
+    train_cfg = warm_start(replace(train_cfg or TrainConfig(), steps=cfg.dagger_steps, lr=cfg.dagger_lr, seed=cfg.seed,
+                                   eval_every=max(1, cfg.dagger_steps // 5)), start)
     current, rounds, aggregate = Path(start), [], [Path(d) for d in data]
     for r in range(1, cfg.rounds + 1):
         rd = out / f"round-{r}"

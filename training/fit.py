@@ -1,8 +1,10 @@
-"""``metasteer train``: behaviour cloning with a chosen loss; learned losses are meta-trained first
-and then judged by the meta-test protocol (frozen loss, fresh model, nothing else).
+"""``metasteer train``: behaviour cloning with a chosen loss. A learned loss is either meta-trained
+first and then judged by the meta-test protocol (``--schedule pretrain``: frozen loss, fresh model),
+or learned online along the shipped model's own run (``--schedule online``: a meta step every
+``meta_every`` steps through that run's next Adam step, Meta-Weight-Net style).
 
-Phases: ``meta`` (learned losses only: bilevel meta-training of phi) then ``fit`` (a fresh model
-trained with Adam on the loss alone, or fine-tuned from ``init_from``). The fit phase warms up and
+Phases: ``meta`` (pretrained learned losses only: bilevel meta-training of phi) then ``fit`` (a model
+trained with Adam on the loss, from scratch or fine-tuned from ``init_from``). The fit phase warms up and
 decays the learning rate (cosine), clips the gradient norm, and keeps the snapshot that is best on
 the validation episodes balanced over scene categories (mean of the per-category MAEs), so a long
 run cannot end on a collapsed model. Checkpoints are atomic; ``resume`` continues a killed run to
@@ -15,7 +17,7 @@ import csv
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +31,7 @@ from training.data.dataset import DrivingDataset
 from training.device import resolve_device
 from training.evaluate_offline import offline_metrics, predict
 from training.losses import LEARNED, LossSpec, make_loss
-from training.meta.trainer import MetaConfig, MetaTrainer, emphasised_mse
+from training.meta.trainer import MetaConfig, MetaTrainer, PhiUpdater, emphasised_mse
 from training.models import PilotNet, PilotNetConfig
 from training.models.io import load_model
 
@@ -67,6 +69,12 @@ class TrainConfig:
         conv = (self.meta_conv_layers or self.conv_layers) if meta else self.conv_layers
         return PilotNetConfig(width_mult=self.width_mult, conv_layers=conv, linear_layers=self.linear_layers,
                               input_height=spec.height, input_width=spec.width)
+
+
+def warm_start(cfg: TrainConfig, start: str | Path) -> TrainConfig:
+    """``cfg`` fine-tuning from the run / model.pt ``start``, with that model's architecture."""
+    arch = load_model(start)[1]["arch"]
+    return replace(cfg, init_from=str(start), width_mult=arch["width_mult"], conv_layers=arch["conv_layers"], linear_layers=arch["linear_layers"])
 
 
 def input_spec(manifests: list[dict]) -> PreprocessSpec:
@@ -156,7 +164,8 @@ class Run:
         torch.manual_seed(cfg.seed)  # the learned loss's initial phi
         self.loss = make_loss(spec, self.train.feature_names, self.train.y, self.train.extra).to(self.device)
         self.learned = spec.loss in LEARNED
-        self.phases = (["meta"] if self.learned else []) + ["fit"]
+        self.online = self.learned and meta.schedule == "online"
+        self.phases = (["meta"] if self.learned and not self.online else []) + ["fit"]
 
     def model_factory(self, seed: int, meta: bool = False) -> torch.nn.Module:
         torch.manual_seed(seed)
@@ -207,11 +216,13 @@ class Run:
         save_atomic({"phase": state.phase, "step": state.step, "rows": state.rows, "loss": self.loss.state_dict(), **extra},
                     self.checkpoint_path)
 
+    def _task_loss(self):
+        abnormal_col = self.train.feature_names.index("abnormal") if "abnormal" in self.train.feature_names else None
+        return emphasised_mse(abnormal_col, self.meta_cfg.abnormal_emphasis)
+
     def _meta_phase(self, state: _State, ckpt: dict | None, progress: bool) -> None:
         cfg = self.cfg
-        abnormal_col = self.train.feature_names.index("abnormal") if "abnormal" in self.train.feature_names else None
-        trainer = MetaTrainer(lambda seed: self.model_factory(seed, meta=True), self.loss, emphasised_mse(abnormal_col, self.meta_cfg.abnormal_emphasis),
-                              self.meta_cfg, seed=cfg.seed + 1)
+        trainer = MetaTrainer(lambda seed: self.model_factory(seed, meta=True), self.loss, self._task_loss(), self.meta_cfg, seed=cfg.seed + 1)
         train_s = Sampler(self.train.abnormal, cfg.batch_size, cfg.seed + 2)
         meta_s = Sampler(self.meta.abnormal, cfg.meta_batch_size, cfg.seed + 3, cfg.meta_abnormal_fraction)
         if ckpt:
@@ -236,34 +247,48 @@ class Run:
 
     def _fit_phase(self, state: _State, ckpt: dict | None, progress: bool) -> torch.nn.Module:
         cfg = self.cfg
-        if self.learned:
+        if self.learned and not self.online:
             for p in self.loss.parameters():
                 p.requires_grad_(False)
         model = self.model_factory(cfg.seed + 10_000)  # a fresh model: the meta-test protocol
-        params = list(model.parameters()) + [p for p in self.loss.parameters() if p.requires_grad]
+        params = list(model.parameters()) + ([] if self.online else [p for p in self.loss.parameters() if p.requires_grad])
         opt = torch.optim.Adam(params, lr=cfg.lr)
         sampler = Sampler(self.train.abnormal, cfg.batch_size, cfg.seed + 4, cfg.rare_fraction or None)
+        samplers = {"sampler": sampler}
+        if self.online:
+            phi = PhiUpdater(self.loss, self._task_loss(), self.meta_cfg)
+            samplers["meta_sampler"] = Sampler(self.meta.abnormal, cfg.meta_batch_size, cfg.seed + 3, cfg.meta_abnormal_fraction)
+            samplers["unroll_sampler"] = Sampler(self.train.abnormal, cfg.batch_size, cfg.seed + 5, cfg.rare_fraction or None)
         self.best = BestSnapshot()
         if ckpt:
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["opt"])
-            sampler.load_state_dict(ckpt["sampler"])
+            for name, s in samplers.items():
+                s.load_state_dict(ckpt[name])
             self.best.load_state_dict(ckpt["best"])
-        offset = cfg.meta_steps if self.learned else 0
+            if self.online:
+                phi.opt.load_state_dict(ckpt["phi_opt"])
+        offset = cfg.meta_steps if "meta" in self.phases else 0
         bar = tqdm(total=cfg.steps, initial=state.step, desc=f"train {self.spec.loss}", disable=not progress)
         while state.step < cfg.steps:
             for group in opt.param_groups:
                 group["lr"] = lr_at(state.step, cfg)
             x, y, extra = self.train.batch(sampler.next(), self.device)
+            row = {}
+            if self.online and state.step % self.meta_cfg.meta_every == 0:  # phi first, through the step the model is about to take
+                inner = [(x, y, extra)] + [self.train.batch(samplers["unroll_sampler"].next(), self.device) for _ in range(self.meta_cfg.unroll - 1)]
+                meta = phi.update(model, inner, self.meta.batch(samplers["meta_sampler"].next(), self.device), opt, cfg.grad_clip)
+                row["task_loss"] = meta.task_loss
             loss = self.loss(model(x), y, extra)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
+            self.loss.zero_grad(set_to_none=True)  # phi learns from its meta-gradient only
             state.step += 1
-            row = {"phase": "fit", "step": state.step, "global_step": offset + state.step, "train_loss": float(loss.detach()),
-                   "lr": opt.param_groups[0]["lr"]}
+            row |= {"phase": "fit", "step": state.step, "global_step": offset + state.step, "train_loss": float(loss.detach()),
+                    "lr": opt.param_groups[0]["lr"]}
             if state.step % cfg.eval_every == 0 or state.step == cfg.steps:
                 m = offline_metrics(predict(model, self.val, device=self.device), self.val)
                 row |= {"val_mae": m["overall"]["mae"], "val_mae_normal": m["normal"]["mae"], "val_mae_abnormal": m["abnormal"]["mae"],
@@ -274,8 +299,9 @@ class Run:
             if state.step % 20 == 0:
                 bar.set_postfix(loss=f"{row['train_loss']:.4g}")
             if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
-                self._save(state, {"model": model.state_dict(), "opt": opt.state_dict(), "sampler": sampler.state_dict(),
-                                   "best": self.best.state_dict()})
+                self._save(state, {"model": model.state_dict(), "opt": opt.state_dict(), "best": self.best.state_dict(),
+                                   **{name: s.state_dict() for name, s in samplers.items()},
+                                   **({"phi_opt": phi.opt.state_dict()} if self.online else {})})
         bar.close()
         if cfg.select_best and self.best.state is not None:
             model.load_state_dict(self.best.state)

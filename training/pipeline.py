@@ -2,9 +2,13 @@
 
 collect (a training set holding tens of events of every rare scene, and a meta set) -> MSE
 baseline -> DAgger rounds on it (kept only if they pass more rare scenes on tuning routes) ->
-tune the learned loss (BoTorch, closed loop, tuning routes, on the same aggregated data) -> train
-the learned-loss model with the best hyperparameters -> export both to ONNX -> ``compare`` on
-paired held-out routes (rare-scene rate 0.1, and 0 for the plain road) -> report + model cards.
+tune the oversampling baseline and the learned loss with the same budget (BoTorch, closed loop,
+rare-scene pass rate on tuning routes; every trial fine-tunes the same starting model on the same
+aggregated data for the same steps, so the losses stand on equal footing, and the learned search
+runs MSE itself, tau = 0, as its first trial) -> choose by a paired comparison on the tuning routes
+(the learned loss ships only if it passes more rare scenes than MSE there; otherwise MSE is shipped
+in its place and the report says so) -> export mse, oversample, learned -> ``compare`` on paired
+held-out routes (rare-scene rate 0.1, and 0 for the plain road) -> report + model cards.
 
 Every stage keeps its outputs under ``OUT/`` and resumes: re-running a killed pipeline continues.
 """
@@ -22,7 +26,7 @@ from training.data.collect import CollectConfig, collect
 from training.data.contact_sheet import contact_sheet
 from training.data.dataset import DrivingDataset
 
-NAMES = ("mse", "learned")
+NAMES = ("mse", "oversample", "learned")
 RECORD_EVERY = 4  # 5 Hz: neighbouring frames at 10 Hz are near copies; the events are what is scarce
 
 
@@ -32,25 +36,24 @@ class PipelineConfig:
     train_abnormal_rate: float = field(default=0.05, metadata={"help": "rare-scene share of the training set's frames"})
     seed: int = field(default=0, metadata={"help": "seed of the whole run"})
     quick: bool = field(default=False, metadata={"help": "small settings for a fast end-to-end pass (about 3 min)"})
-    steps: int = field(default=3000, metadata={"help": "training steps of the MSE baseline and of the learned-loss model"})
-    meta_steps: int = field(default=200, metadata={"help": "meta-training steps of the final learned loss"})
+    steps: int = field(default=3000, metadata={"help": "training steps of the MSE base model"})
     dagger_rounds: int = field(default=3, metadata={"help": "DAgger rounds on the MSE model (0: none)"})
     dagger_routes: int = field(default=30, metadata={"help": "routes the policy drives per DAgger round"})
     dagger_steps: int = field(default=1500, metadata={"help": "fine-tuning steps per DAgger round"})
-    tune_budget: int = field(default=4, metadata={"help": "tuning trials (closed loop)"})
-    tune_episodes: int = field(default=24, metadata={"help": "paired tuning routes that decide whether DAgger is kept"})
+    tune_budget: int = field(default=6, metadata={"help": "closed-loop trials of each search (oversampling, learned loss)"})
+    trial_steps: int = field(default=600, metadata={"help": "fine-tuning steps of every trial (and so of every shipped model)"})
+    tune_episodes: int = field(default=24, metadata={"help": "paired tuning routes (DAgger decision, every trial, the final choice)"})
     eval_episodes: int = field(default=48, metadata={"help": "paired held-out routes per model at the rare-scene rate"})
     clear_episodes: int = field(default=16, metadata={"help": "paired held-out routes without rare scenes (rate 0)"})
     eval_abnormal_rate: float = field(default=0.1, metadata={"help": "rare-scene rate of the evaluation and tuning routes"})
 
     def sizes(self) -> dict:
         if self.quick:
-            return {"frames": min(self.frames, 3000), "meta_frames": 600, "steps": 120, "meta_steps": 30, "tune_budget": 2,
-                    "trial_steps": 40, "trial_meta_steps": 15, "trial_episodes": 1, "dagger_rounds": min(self.dagger_rounds, 1),
-                    "dagger_routes": 2, "dagger_steps": 40, "tune_episodes": 2, "episodes": 4, "clear_episodes": 2, "max_time_s": 45.0}
-        return {"frames": self.frames, "meta_frames": max(1000, self.frames // 10), "steps": self.steps, "meta_steps": self.meta_steps,
-                "tune_budget": self.tune_budget, "trial_steps": self.steps // 4, "trial_meta_steps": self.meta_steps // 2,
-                "trial_episodes": 4, "dagger_rounds": self.dagger_rounds, "dagger_routes": self.dagger_routes,
+            return {"frames": min(self.frames, 3000), "meta_frames": 600, "steps": 120, "tune_budget": 2, "trial_steps": 30,
+                    "dagger_rounds": min(self.dagger_rounds, 1), "dagger_routes": 2, "dagger_steps": 40, "tune_episodes": 2, "episodes": 4,
+                    "clear_episodes": 2, "max_time_s": 45.0}
+        return {"frames": self.frames, "meta_frames": max(1000, self.frames // 10), "steps": self.steps, "tune_budget": self.tune_budget,
+                "trial_steps": self.trial_steps, "dagger_rounds": self.dagger_rounds, "dagger_routes": self.dagger_routes,
                 "dagger_steps": self.dagger_steps, "tune_episodes": self.tune_episodes, "episodes": self.eval_episodes,
                 "clear_episodes": self.clear_episodes, "max_time_s": 150.0}
 
@@ -69,7 +72,6 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
     from training.losses import LossSpec
     from training.meta import MetaConfig
     from training.tune.objectives import TrialBudget
-    from training.tune.space import loss_features
     from training.tune.tuner import TuneConfig, tune
 
     out = Path(out)
@@ -78,7 +80,7 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
     timings: dict[str, float] = {}
     eval_world = replace(world_cfg, abnormal_rate=cfg.eval_abnormal_rate)
 
-    t = _stage("1/8 collect")
+    t = _stage("1/9 collect")
     data, meta_data = out / "data" / "train", out / "data" / "meta"
     collect(data, replace(world_cfg, abnormal_rate=cfg.train_abnormal_rate), CollectConfig(frames=n["frames"], seed=cfg.seed, record_every=RECORD_EVERY),
             progress=progress)
@@ -88,20 +90,20 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
     sheet = contact_sheet(dataset, out / "contact_sheet.png", seed=cfg.seed)
     timings["collect_s"] = time.perf_counter() - t
 
-    train_cfg = TrainConfig(steps=n["steps"], meta_steps=n["meta_steps"], seed=cfg.seed, eval_every=max(1, n["steps"] // 10),
+    train_cfg = TrainConfig(steps=n["steps"], seed=cfg.seed, eval_every=max(1, n["steps"] // 10),
                             warmup_steps=min(100, n["steps"] // 10))
-    t = _stage("2/8 MSE baseline")
+    t = _stage("2/9 MSE base model")
     Run(out / "runs" / "mse", data, meta_data, LossSpec(loss="mse"), MetaConfig(), train_cfg).run(resume=True, progress=progress)
     timings["mse_s"] = time.perf_counter() - t
 
-    t = _stage(f"3/8 DAgger: {n['dagger_rounds']} rounds on the MSE model")
+    t = _stage(f"3/9 DAgger: {n['dagger_rounds']} rounds on the MSE model")
     dcfg = DaggerConfig(rounds=n["dagger_rounds"], routes=n["dagger_routes"], dagger_steps=n["dagger_steps"], seed=cfg.seed,
                         dagger_abnormal_rate=cfg.eval_abnormal_rate, record_every=RECORD_EVERY)
     dag = dagger(out / "dagger", out / "runs" / "mse", [data], world_cfg, dcfg, train_cfg=train_cfg, progress=progress) \
         if n["dagger_rounds"] else None
     timings["dagger_s"] = time.perf_counter() - t
 
-    t = _stage("4/8 does DAgger help? paired comparison on tuning routes")
+    t = _stage("4/9 does DAgger help? paired comparison on tuning routes")
     tune_eval = EvalConfig(episodes=n["tune_episodes"], seed=cfg.seed, workers=2, split="tune", max_time_s=n["max_time_s"])
     mse_run, train_data, decision = out / "runs" / "mse", [data], None
     if dag:
@@ -116,26 +118,34 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
             train_data = [data] + [out / "dagger" / f"round-{r['round']}" / "data" for r in dag["rounds"]]
     timings["dagger_check_s"] = time.perf_counter() - t
 
-    t = _stage("5/8 tune the learned loss (closed loop, tuning routes)")
-    budget = TrialBudget(steps=n["trial_steps"], meta_steps=n["trial_meta_steps"], episodes=n["trial_episodes"],
-                         abnormal_rate=cfg.eval_abnormal_rate)
-    tuned = tune(out / "tune", TuneConfig(budget=n["tune_budget"], init=min(2, n["tune_budget"]), parallel=2, seed=cfg.seed),
-                 "closed-loop", baseline=False, progress=progress, data=train_data, meta_data=meta_data, budget=budget, world_cfg=world_cfg)
-    best = tuned["bo"]["best"]["params"]
-    timings["tune_s"] = time.perf_counter() - t
+    tuned = {}
+    for k, space in enumerate(("oversample", "learned")):
+        t = _stage(f"{5 + k}/9 tune {space} (closed loop, rare-scene pass rate on tuning routes, warm start from {mse_run.name})")
+        budget = TrialBudget(space=space, steps=n["trial_steps"], lr=dcfg.dagger_lr, init_from=str(mse_run), episodes=n["tune_episodes"],
+                             abnormal_rate=cfg.eval_abnormal_rate, max_time_s=n["max_time_s"])
+        tuned[space] = tune(out / "tune" / space, TuneConfig(budget=n["tune_budget"], init=min(3, n["tune_budget"]), parallel=2, seed=cfg.seed),
+                            "closed-loop", baseline=False, progress=progress, data=train_data, meta_data=meta_data, budget=budget, world_cfg=world_cfg)
+        timings[f"tune_{space}_s"] = time.perf_counter() - t
 
-    t = _stage(f"6/8 learned loss ({best['loss']}, tau {best['tau']:.2f}) with the best hyperparameters, same data")
-    spec = LossSpec(loss=best["loss"], tau=best["tau"], weight_hidden=best["weight_hidden"], features=loss_features(best))
-    Run(out / "runs" / "learned", train_data, meta_data, spec, MetaConfig(meta_lr=best["meta_lr"], inner_lr=best["inner_lr"]),
-        train_cfg).run(resume=True, progress=progress)
-    timings["learned_s"] = time.perf_counter() - t
+    t = _stage("7/9 choose: paired comparison of the best trials with MSE on the tuning routes")
+    trial_dir = {space: out / "tune" / space / "bo" / "trials" for space in tuned}
+    runs = {"mse": trial_dir["learned"] / "trial-000",  # the learned search's fixed first trial: tau = 0, uniform batches
+            "oversample": trial_dir["oversample"] / f"trial-{tuned['oversample']['bo']['best']['trial']:03d}",
+            "learned": trial_dir["learned"] / f"trial-{tuned['learned']['bo']['best']['trial']:03d}"}
+    choice = compare([runs[name] for name in NAMES], eval_world, tune_eval, out / "choice", names=list(NAMES), progress=progress)
+    learned_diff = choice["models"]["learned"]["paired_diff"]["pass_rate_rare"]
+    chosen = {"learned_trial": tuned["learned"]["bo"]["best"]["trial"], "paired_diff": learned_diff,
+              "kept": runs["learned"] != runs["mse"] and (learned_diff["diff"] or 0.0) > 0,
+              "rare_pass_rate": {name: choice["models"][name]["pass_rate"]["rare"]["rate"] for name in NAMES}}
+    if not chosen["kept"]:
+        runs["learned"] = runs["mse"]  # never ship worse than MSE: tau = 0 is MSE
+    timings["choice_s"] = time.perf_counter() - t
 
-    t = _stage("7/8 export to ONNX")
-    runs = {"mse": mse_run, "learned": out / "runs" / "learned"}
+    t = _stage("8/9 export to ONNX")
     exported = {name: export(runs[name], out / "export" / f"{name}.onnx") for name in NAMES}
     timings["export_s"] = time.perf_counter() - t
 
-    t = _stage("8/8 compare on paired held-out routes")
+    t = _stage("9/9 compare on paired held-out routes")
     models = [out / "export" / f"{name}.onnx" for name in NAMES]
     ecfg = EvalConfig(episodes=n["episodes"], seed=cfg.seed, workers=2, max_time_s=n["max_time_s"])
     rare = compare(models, eval_world, ecfg, out / "compare" / "rare", names=list(NAMES), progress=progress)
@@ -147,8 +157,10 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
         "run": str(out), "config": asdict(cfg), "sizes": n, "world": world_cfg.world,
         "dataset": {"frames": len(dataset), "counts": dataset.manifest["counts"], "events": dataset.manifest["events"],
                     "abnormal_share": dataset.manifest["abnormal_share"]},
-        "dagger": dag, "dagger_decision": decision, "models": {k: str(v) for k, v in runs.items()},
-        "tuning": {"best": tuned["bo"]["best"], "trials": tuned["bo"]["trials"], "best_so_far": tuned["bo"]["best_so_far"]},
+        "dagger": dag, "dagger_decision": decision, "models": {k: str(v) for k, v in runs.items()}, "start": str(mse_run),
+        "tuning": {space: {"best": r["bo"]["best"], "trials": _trials(r["bo"]["log"]), "best_so_far": r["bo"]["best_so_far"]}
+                   for space, r in tuned.items()},
+        "choice": {**chosen, "routes": n["tune_episodes"]},
         "offline": {name: json.loads((runs[name] / "result.json").read_text())["val"] for name in NAMES},
         "compare": {"rare": _strip(rare), "clear": _strip(clear)}, "exported": exported, "timings_s": timings,
     }
@@ -168,12 +180,29 @@ def _strip(result: dict) -> dict:
 
 
 def targets(r: dict) -> dict:
-    """Issue targets for the MSE model: >= 0.95 completion without rare scenes, >= 80 % of sharp
-    bends and obstacles passed at the rare-scene rate (pedestrians reported, no target)."""
-    m, c = r["compare"]["rare"]["models"]["mse"], r["compare"]["clear"]["models"]["mse"]
+    """Issue targets. MSE model: >= 0.95 completion without rare scenes, >= 80 % of sharp bends and
+    obstacles passed. Learned loss: rare-scene failure rate <= 0.5x MSE's and <= oversampling's, normal-road
+    infractions per km not above MSE's."""
+    models = r["compare"]["rare"]["models"]
+    m, c = models["mse"], r["compare"]["clear"]["models"]["mse"]
     rate = {g: m["pass_rate"][g]["rate"] for g in ("sharp_bend", "obstacle", "pedestrian")}
+    fail = {name: models[name]["failure_rate"] for name in NAMES}
+    nipkm = {name: models[name]["normal_infractions_per_km"] for name in NAMES}
+    known = all(v is not None for v in fail.values())
     return {"clear_route_completion": c["route_completion"]["mean"], "clear_route_completion_met": (c["route_completion"]["mean"] or 0) >= 0.95,
-            "pass_rate": rate, "bends_obstacles_met": all((rate[g] or 0) >= 0.8 for g in ("sharp_bend", "obstacle"))}
+            "pass_rate": rate, "bends_obstacles_met": all((rate[g] or 0) >= 0.8 for g in ("sharp_bend", "obstacle")),
+            "failure_rate": fail, "normal_infractions_per_km": nipkm, "learned_is_mse": not r["choice"]["kept"],
+            "learned_half_mse_failures_met": known and fail["learned"] <= 0.5 * fail["mse"],
+            "learned_not_worse_than_oversample_met": known and fail["learned"] <= fail["oversample"],
+            "learned_normal_road_met": None in (nipkm["learned"], nipkm["mse"]) or nipkm["learned"] <= nipkm["mse"]}
+
+
+def _trials(log: str) -> list[dict]:
+    """Finished trials of a search, in order: number, how proposed, hyperparameters, objective."""
+    from training.tune.tuner import read_trials
+
+    finished = read_trials(Path(log))[1]
+    return [{k: finished[t][k] for k in ("trial", "method", "params", "y")} for t in sorted(finished)]
 
 
 def _mae(m: dict) -> str:
@@ -213,16 +242,35 @@ def _markdown(r: dict, sheet: Path) -> str:
                   f"{fmt_pct(dec['rare_pass_rate']['with'])} (paired diff {fmt_signed(dec['paired_diff']['diff'])}, 95 % CI "
                   f"{'n/a' if ci is None else f'[{fmt_signed(ci[0])}, {fmt_signed(ci[1])}]'}): DAgger was **{'kept' if dec['kept'] else 'not kept'}**; "
                   "the learned loss trained on the same data.", ""]
-    lines += ["## Offline (validation episodes of the training data, MAE in steer units)", "", "| | MSE | learned loss |", "|---|---|---|"]
+    lines += ["## The learned loss against MSE and oversampling", "",
+              f"Every model below is fine-tuned from `{Path(r['start']).name}` on the same data for the same {r['sizes']['trial_steps']} steps; "
+              "only the loss (and the share of rare frames per batch) differs. MSE is the learned search's first trial (tau = 0).", ""]
+    for space, t in r["tuning"].items():
+        lines += [f"### Search: {space} ({len(t['trials'])} trials, rare-scene pass rate on {r['choice']['routes']} tuning routes)", "",
+                  "| trial | proposed by | hyperparameters | pass rate |", "|---|---|---|---|"]
+        lines += [f"| {x['trial']} | {x['method']} | `{json.dumps(x['params'])}` | {fmt_pct(x['y'])} |" for x in t["trials"]]
+        lines.append("")
+    ch = r["choice"]
+    ci = ch["paired_diff"]["ci95"]
+    lines += [f"Paired on the tuning routes, best learned trial {ch['learned_trial']} vs MSE: pass rate {fmt_pct(ch['rare_pass_rate']['mse'])} -> "
+              f"{fmt_pct(ch['rare_pass_rate']['learned'])} (diff {fmt_signed(ch['paired_diff']['diff'])}, 95 % CI "
+              f"{'n/a' if ci is None else f'[{fmt_signed(ci[0])}, {fmt_signed(ci[1])}]'}); oversampling {fmt_pct(ch['rare_pass_rate']['oversample'])}. "
+              + ("The learned loss was **kept**." if ch["kept"] else "The learned loss did **not** beat MSE there, so `learned.onnx` **is the MSE "
+                                                                    "model** (tau = 0): the pipeline never ships a learned loss worse than MSE."), "",
+              "## Targets (learned loss, held-out routes)", "",
+              f"- rare-scene failure rate: MSE {fmt_pct(tg['failure_rate']['mse'])}, oversampling {fmt_pct(tg['failure_rate']['oversample'])}, "
+              f"learned {fmt_pct(tg['failure_rate']['learned'])}; <= 0.5x MSE's: **{'met' if tg['learned_half_mse_failures_met'] else 'NOT met'}**; "
+              f"<= oversampling's: **{'met' if tg['learned_not_worse_than_oversample_met'] else 'NOT met'}**",
+              f"- normal-road infractions per km not above MSE's: **{'met' if tg['learned_normal_road_met'] else 'NOT met'}**", "",
+              "## Offline (validation episodes of the training data, MAE in steer units)", "", "| | " + " | ".join(NAMES) + " |",
+              "|---|" + "---|" * len(NAMES)]
     for key in ("overall", "normal", "abnormal"):
-        lines.append(f"| {key} | {_mae(off['mse'][key])} | {_mae(off['learned'][key])} |")
-    best = r["tuning"]["best"]
-    lines += ["", "## Tuning", "", f"{r['tuning']['trials']} closed-loop trials on tuning routes; best trial {best['trial']} "
-              f"({best['method']}): objective {best['y']:.3g}, hyperparameters `{json.dumps(best['params'])}`.", "",
-              "## Figures", "", f"![contact sheet]({sheet.name})", "", "![pass rates](compare/rare/compare.png)", "",
-              "![MSE trajectories](compare/rare/trajectories_mse.png)", "", "![learned trajectories](compare/rare/trajectories_learned.png)", "",
-              "![learning curve, learned loss](runs/learned/learning_curve.png)", "", "![what was learned](runs/learned/learned_loss.png)", "",
-              "![tuning convergence](tune/convergence.png)", "", "![GP over tau](tune/gp_tau.png)", "",
+        lines.append(f"| {key} | " + " | ".join(_mae(off[name][key]) for name in NAMES) + " |")
+    learned_run = Path(r["models"]["learned"]).relative_to(r["run"])
+    lines += ["", "## Figures", "", f"![contact sheet]({sheet.name})", "", "![pass rates](compare/rare/compare.png)", "",
+              *[f"![{name} trajectories](compare/rare/trajectories_{name}.png)\n" for name in NAMES],
+              f"![learning curve, learned]({learned_run}/learning_curve.png)", "",
+              *[f"![{space} search](tune/{space}/convergence.png)\n" for space in r["tuning"]],
               f"Stage timings (s): `{json.dumps({k: round(v, 1) for k, v in r['timings_s'].items()})}`", ""]
     return "\n".join(lines)
 
@@ -236,8 +284,11 @@ def model_card(name: str, r: dict) -> str:
     spec = OnnxPolicy.load(e["onnx"]).spec
     rare, clear = r["compare"]["rare"], r["compare"]["clear"]
     m, c = rare["models"][name], clear["models"][name]
-    loss = "MSE" if name == "mse" else "learned (" + r["tuning"]["best"]["params"]["loss"] + ")"
-    dagger = " + DAgger" if name == "mse" and (r["dagger_decision"] or {}).get("kept") else ""
+    params = r["tuning"][name]["best"]["params"] if name in r["tuning"] else {}
+    loss = {"mse": "MSE", "oversample": f"MSE with {params.get('rare_fraction', 0):.0%} rare frames per batch",
+            "learned": "MSE (the learned loss did not beat it on the tuning routes)" if r["targets"]["learned_is_mse"]
+            else f"learned ({json.dumps(params)})"}[name]
+    dagger = " + DAgger" if (r["dagger_decision"] or {}).get("kept") else ""
     lines = [f"# Model card: `{name}.onnx`", "",
              f"- model id (SHA-256 prefix): `{e['model_id']}`; ONNX opset {e['opset']}; parity with torch: max |diff| {e['parity_max_abs_diff']:.2g}",
              f"- input: (N, 3, {spec.height}, {spec.width}) float32 RGB in [-1, 1], the road band of the camera frame (rows "

@@ -47,8 +47,8 @@ def learned_loss_plot(loss: torch.nn.Module, train: ArraySet, out: Path, title: 
         fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
 
         def rel_weight(rows: np.ndarray) -> np.ndarray:
-            s = loss.score(loss.inputs(torch.from_numpy(rows.astype(np.float32)))).squeeze(-1)
-            s0 = loss.score(loss.inputs(torch.from_numpy(base[None].astype(np.float32)))).squeeze(-1)
+            s = loss.scores(torch.from_numpy(rows.astype(np.float32)))
+            s0 = loss.scores(torch.from_numpy(base[None].astype(np.float32)))
             return torch.exp(loss.tau * (s - s0)).numpy()
 
         sweeps = (("ped_distance_m", np.linspace(0, 50, 60), {"ped_present": 1.0, "is_pedestrian": 1.0, "abnormal": 1.0}, "pedestrian distance (m)"),

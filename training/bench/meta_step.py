@@ -15,6 +15,7 @@ import torch
 
 from training.losses import LossSpec, make_loss
 from training.meta import ENGINES, MetaConfig, MetaTrainer, meta_gradient_head
+from training.meta.lookahead import SGD
 from training.meta.trainer import emphasised_mse
 from training.models import PilotNet
 
@@ -76,8 +77,8 @@ def bench_meta_step(batch: int = 32, repeats: int = 5, seed: int = 0) -> dict:
 
     cosines = []
     for i in range(1, 6):
-        full = ENGINES["func"](model, loss, task, [batches[i]], batches[-1], 0.05)
-        head = meta_gradient_head(model, loss, task, [batches[i]], batches[-1], 0.05)
+        full = ENGINES["func"](model, loss, task, [batches[i]], batches[-1], SGD(0.05))
+        head = meta_gradient_head(model, loss, task, [batches[i]], batches[-1], SGD(0.05))
         a, b = (torch.cat([g.flatten() for g in r.phi_grads]) for r in (full, head))
         cosines.append(float(torch.nn.functional.cosine_similarity(a, b, dim=0)))
     best_full = min(v for k, v in out["meta_step_s"].items() if k.endswith("_k1") and not k.startswith("head"))

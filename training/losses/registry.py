@@ -34,6 +34,7 @@ class LossSpec:
     loss: str = field(default="mse", metadata={"help": "loss family", "choices": LOSSES})
     tau: float = field(default=1.0, metadata={"help": "weighted: temperature; 0 = exactly MSE"})
     weight_hidden: int = field(default=32, metadata={"help": "weighted: width of the scoring MLP"})
+    weight_reads_loss: bool = field(default=False, metadata={"help": "weighted: the weight also reads the sample's own error (Meta-Weight-Net)"})
     ml3_hidden: int = field(default=40, metadata={"help": "ml3: width of the loss network"})
     ml3_features: bool = field(default=True, metadata={"help": "ml3: feed scene features to the loss network"})
     features: str = field(default=",".join(DEFAULT_FEATURES), metadata={"help": "scene features a learned loss reads"})
@@ -65,7 +66,7 @@ def make_loss(spec: LossSpec, feature_names: list[str], y_train: np.ndarray, ext
     if spec.loss == "mse":
         return MSELoss()
     if spec.loss == "weighted":
-        return WeightedMSE(inputs(), tau=spec.tau, hidden=spec.weight_hidden)
+        return WeightedMSE(inputs(), tau=spec.tau, hidden=spec.weight_hidden, reads_loss=spec.weight_reads_loss)
     if spec.loss == "ml3":
         return ML3Loss(inputs() if spec.ml3_features else None, hidden=spec.ml3_hidden)
     if spec.loss == "inverse-freq":

@@ -8,6 +8,6 @@ Batches are ``(x, y, extra)`` tuples; a learned loss is any ``nn.Module`` called
 from training.meta.engine_func import meta_gradient as meta_gradient_func
 from training.meta.engine_func import meta_gradient_head
 from training.meta.engine_higher import meta_gradient as meta_gradient_higher
-from training.meta.trainer import ENGINES, MetaConfig, MetaTrainer
+from training.meta.trainer import ENGINES, MetaConfig, MetaTrainer, PhiUpdater
 
-__all__ = ["ENGINES", "MetaConfig", "MetaTrainer", "meta_gradient_func", "meta_gradient_head", "meta_gradient_higher"]
+__all__ = ["ENGINES", "MetaConfig", "MetaTrainer", "PhiUpdater", "meta_gradient_func", "meta_gradient_head", "meta_gradient_higher"]

@@ -1,6 +1,7 @@
 """Meta-gradient with ``torch.func.functional_call`` and ``autograd.grad(create_graph=True)``.
 
-Inner: K SGD steps of the model on the learned loss, kept differentiable in phi. Outer: the task
+Inner: K steps of the model on the learned loss (``lookahead``: SGD or the real optimiser's Adam
+step), kept differentiable in phi. Outer: the task
 loss of the updated model on the meta batch, differentiated w.r.t. phi. Buffers are cloned so the
 inner and meta passes never touch the model's running statistics.
 """
@@ -11,7 +12,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from training.meta.types import Batch, MetaResult, TaskLoss
+from training.meta.types import Batch, Lookahead, MetaResult, TaskLoss
 
 
 def _phi(loss: nn.Module) -> list[torch.Tensor]:
@@ -19,7 +20,7 @@ def _phi(loss: nn.Module) -> list[torch.Tensor]:
 
 
 def meta_gradient(model: nn.Module, learned_loss: nn.Module, task_loss: TaskLoss, inner: list[Batch], meta: Batch,
-                  inner_lr: float) -> MetaResult:
+                  lookahead: Lookahead) -> MetaResult:
     """Full meta-gradient through all model parameters and ``len(inner)`` unrolled steps."""
     params = dict(model.named_parameters())
     buffers = {n: b.clone() for n, b in model.named_buffers()}
@@ -27,7 +28,7 @@ def meta_gradient(model: nn.Module, learned_loss: nn.Module, task_loss: TaskLoss
     for x, y, extra in inner:
         loss = learned_loss(functional_call(model, (params, buffers), (x,)), y, extra)
         grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
-        params = {n: p - inner_lr * g for (n, p), g in zip(params.items(), grads)}
+        params = lookahead(params, list(grads))
         inner_value = float(loss.detach())
     x, y, extra = meta
     outer = task_loss(functional_call(model, (params, buffers), (x,)), y, extra)
@@ -36,7 +37,7 @@ def meta_gradient(model: nn.Module, learned_loss: nn.Module, task_loss: TaskLoss
 
 
 def meta_gradient_head(model: nn.Module, learned_loss: nn.Module, task_loss: TaskLoss, inner: list[Batch], meta: Batch,
-                       inner_lr: float, trunk: str = "features", head: str = "head") -> MetaResult:
+                       lookahead: Lookahead, trunk: str = "features", head: str = "head") -> MetaResult:
     """Cheap meta-gradient through the head only (model(x) must equal head(trunk(x))).
 
     The trunk runs once per batch and is updated by an ordinary (first-order) step; only the head's
@@ -52,8 +53,10 @@ def meta_gradient_head(model: nn.Module, learned_loss: nn.Module, task_loss: Tas
         loss = learned_loss(functional_call(head_mod, head_params, (feats_leaf,)), y, extra)
         *head_grads, feat_grad = torch.autograd.grad(loss, list(head_params.values()) + [feats_leaf], create_graph=True)
         trunk_grads = torch.autograd.grad(feats, list(trunk_params.values()), grad_outputs=feat_grad.detach())
-        head_params = {n: p - inner_lr * g for (n, p), g in zip(head_params.items(), head_grads)}
-        trunk_params = {n: (p - inner_lr * g).detach() for (n, p), g in zip(trunk_params.items(), trunk_grads)}
+        stepped = lookahead({f"{trunk}.{n}": p for n, p in trunk_params.items()} | {f"{head}.{n}": p for n, p in head_params.items()},
+                            list(trunk_grads) + list(head_grads))
+        trunk_params = {n: stepped[f"{trunk}.{n}"].detach() for n in trunk_params}
+        head_params = {n: stepped[f"{head}.{n}"] for n in head_params}
         inner_value = float(loss.detach())
     x, y, extra = meta
     with torch.no_grad():

@@ -6,13 +6,16 @@ import higher
 import torch
 from torch import nn
 
-from training.meta.types import Batch, MetaResult, TaskLoss
+from training.meta.lookahead import SGD
+from training.meta.types import Batch, Lookahead, MetaResult, TaskLoss
 
 
 def meta_gradient(model: nn.Module, learned_loss: nn.Module, task_loss: TaskLoss, inner: list[Batch], meta: Batch,
-                  inner_lr: float) -> MetaResult:
-    """Same contract as ``engine_func.meta_gradient``."""
-    opt = torch.optim.SGD(model.parameters(), lr=inner_lr)
+                  lookahead: Lookahead) -> MetaResult:
+    """Same contract as ``engine_func.meta_gradient``, for the SGD lookahead only."""
+    if not isinstance(lookahead, SGD):
+        raise ValueError("the higher engine cross-checks the SGD lookahead only; use engine 'func' for the Adam lookahead")
+    opt = torch.optim.SGD(model.parameters(), lr=lookahead.lr)
     names = [n for n, _ in model.named_parameters()]
     with higher.innerloop_ctx(model, opt, copy_initial_weights=True, track_higher_grads=True) as (fmodel, diffopt):
         inner_value = 0.0

@@ -9,6 +9,8 @@ import torch
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 TaskLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# the virtual inner update: (parameters by name, their gradients) -> updated parameters (training.meta.lookahead)
+Lookahead = Callable[[dict[str, torch.Tensor], list[torch.Tensor]], dict[str, torch.Tensor]]
 
 
 @dataclass

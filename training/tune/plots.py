@@ -1,4 +1,4 @@
-"""Tuning plots: convergence (BO vs Sobol) and the GP's view of the objective against tau."""
+"""Tuning plots: convergence (BO vs Sobol) and the GP's view of the objective along one input."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import torch
 
 from training.figures import pyplot
 from training.tune.bo import fit_gp
-from training.tune.space import LOSS_SPACE
 
 
 def convergence(curves: dict[str, list[float]], metric: str, out: Path) -> Path:
@@ -25,8 +24,9 @@ def convergence(curves: dict[str, list[float]], metric: str, out: Path) -> Path:
     return out
 
 
-def gp_over_tau(x: torch.Tensor, y: torch.Tensor, yvar: torch.Tensor, metric: str, out: Path) -> Path:
-    """Posterior mean +- 2 sd of the objective along tau, other inputs held at the best trial's."""
+def gp_slice(x: torch.Tensor, y: torch.Tensor, yvar: torch.Tensor, metric: str, space: tuple, out: Path) -> Path:
+    """Posterior mean +- 2 sd of the objective along the space's first input (tau for the learned
+    loss), the other inputs held at the best trial's."""
     plt = pyplot()
     gp = fit_gp(x, y, yvar)
     best = x[int(torch.argmax(y))]
@@ -35,13 +35,14 @@ def gp_over_tau(x: torch.Tensor, y: torch.Tensor, yvar: torch.Tensor, metric: st
     with torch.no_grad():
         post = gp.posterior(grid)
         mean, sd = post.mean.squeeze(-1).numpy(), post.variance.clamp_min(0).sqrt().squeeze(-1).numpy()
-    tau = np.array([LOSS_SPACE[0].decode(u) for u in grid[:, 0].tolist()])
+    dim = space[0]
+    values = np.array([dim.decode(u) for u in grid[:, 0].tolist()])
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(tau, mean, color="tab:blue", label="GP mean (others at best trial)")
-    ax.fill_between(tau, mean - 2 * sd, mean + 2 * sd, color="tab:blue", alpha=0.2, label="+- 2 sd")
-    ax.errorbar([LOSS_SPACE[0].decode(u) for u in x[:, 0].tolist()], y.squeeze(-1).numpy(),
+    ax.plot(values, mean, color="tab:blue", label="GP mean (others at best trial)")
+    ax.fill_between(values, mean - 2 * sd, mean + 2 * sd, color="tab:blue", alpha=0.2, label="+- 2 sd")
+    ax.errorbar([dim.decode(u) for u in x[:, 0].tolist()], y.squeeze(-1).numpy(),
                 yerr=2 * yvar.sqrt().squeeze(-1).numpy(), fmt="k.", label="trials (+- 2 se)")
-    ax.set(xlabel="tau", ylabel=metric, title="the GP's view of the objective against tau")
+    ax.set(xlabel=dim.name, ylabel=metric, title=f"the GP's view of the objective against {dim.name}")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=100)

@@ -7,14 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.losses.registry import DEFAULT_FEATURES
-
-FEATURE_GROUPS = {
-    "pedestrian": ("is_pedestrian", "ped_present", "ped_distance_m", "ped_lateral_m"),
-    "obstacle": ("is_obstacle", "obstacle_present", "obstacle_distance_m"),
-    "geometry": ("is_sharp_bend", "curvature_ahead_1pm"),
-}
-
+from training.losses.registry import LossSpec
+from training.meta.trainer import MetaConfig
 
 @dataclass(frozen=True)
 class Dim:
@@ -37,23 +31,31 @@ class Dim:
         return self.low + u * (self.high - self.low)
 
 
-LOSS_SPACE = (
-    Dim("tau", 0.0, 5.0),
+LEARNED_SPACE = (
+    Dim("tau", 0.0, 4.0),
     Dim("meta_lr", 1e-3, 3e-2, "log"),
-    Dim("inner_lr", 1e-3, 1e-1, "log"),
-    Dim("weight_hidden", 8, 64, "int"),
-    Dim("use_pedestrian", 0, 1, "bool"),
-    Dim("use_obstacle", 0, 1, "bool"),
-    Dim("use_geometry", 0, 1, "bool"),
+    Dim("rare_fraction", 0.0, 0.5),
+    Dim("reads_loss", 0, 1, "bool"),
     Dim("loss", 0, 1, "choice", ("weighted", "ml3")),
 )
+OVERSAMPLE_SPACE = (Dim("rare_fraction", 0.0, 0.5),)
+SPACES = {"learned": LEARNED_SPACE, "oversample": OVERSAMPLE_SPACE}
+# trials every search runs first: MSE itself (tau = 0, uniform batches) in the learned loss's space, so
+# the search can never end below MSE; the notes' measured 25 % in oversampling's
+FIRST_POINTS = {"learned": [[0.0, 0.5, 0.0, 0.0, 0.0]], "oversample": [[0.5]]}
 
 
-def decode(x: np.ndarray, space: tuple[Dim, ...] = LOSS_SPACE) -> dict:
+def decode(x: np.ndarray, space: tuple[Dim, ...] = LEARNED_SPACE) -> dict:
     return {d.name: d.decode(u) for d, u in zip(space, x)}
 
 
-def loss_features(params: dict) -> str:
-    """The comma-separated feature list a decoded point selects (the abnormal flag always)."""
-    chosen = [f for group, names in FEATURE_GROUPS.items() if params.get(f"use_{group}", True) for f in names]
-    return ",".join([f for f in DEFAULT_FEATURES if f in chosen] + ["abnormal"])
+def trial_setup(params: dict) -> tuple[LossSpec, MetaConfig, float]:
+    """A decoded point -> (loss, meta-learning settings, share of rare frames per batch). Learned losses
+    are learned online along the trial's own run, through its next Adam step, with the cheap head-only
+    meta-gradient (measured cosine 0.99999 to the full one); a point without ``loss``, or a weighting at
+    tau = 0 (bit-identical to MSE, tested), trains with MSE itself."""
+    if "loss" not in params or (params["loss"] == "weighted" and params["tau"] == 0.0):
+        return LossSpec(loss="mse"), MetaConfig(), params["rare_fraction"]
+    spec = LossSpec(loss=params["loss"], tau=params["tau"], weight_reads_loss=params["reads_loss"])
+    meta = MetaConfig(schedule="online", lookahead="adam", head_only=True, meta_lr=params["meta_lr"])
+    return spec, meta, params["rare_fraction"]

@@ -1,4 +1,5 @@
-"""The tuning loop: Sobol points first, then BoTorch batches of ``parallel`` trials.
+"""The tuning loop: fixed points first (e.g. MSE itself), then Sobol points, then BoTorch batches of
+``parallel`` trials.
 
 Every proposal and every finished trial is appended to ``trials.jsonl`` (flushed per line). A
 restarted tuner reads it back, runs the proposals that have no result yet and proposes nothing it
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from training.tune.bo import sobol_points, suggest
-from training.tune.space import LOSS_SPACE, decode
+from training.tune.space import FIRST_POINTS, LEARNED_SPACE, SPACES, decode
 
 Objective = Callable[[np.ndarray, int], tuple[float, float]]  # (x in [0,1]^d, trial) -> (mean, var of mean)
 
@@ -30,7 +31,7 @@ Objective = Callable[[np.ndarray, int], tuple[float, float]]  # (x in [0,1]^d, t
 @dataclass(frozen=True)
 class TuneConfig:
     budget: int = field(default=12, metadata={"help": "trials in all"})
-    init: int = field(default=4, metadata={"help": "Sobol trials before BO"})
+    init: int = field(default=4, metadata={"help": "fixed and Sobol trials before BO"})
     parallel: int = field(default=1, metadata={"help": "trials run at once (q of qLogNEI)"})
     seed: int = field(default=0, metadata={"help": "seed of Sobol points, BO restarts and trials"})
     method: str = field(default="bo", metadata={"help": "bo, or sobol only", "choices": ("bo", "sobol")})
@@ -112,12 +113,13 @@ def read_trials(path: Path) -> tuple[dict[int, dict], dict[int, dict]]:
 
 class Tuner:
     """One search (BO or Sobol) in ``out``: proposes points of ``space`` (the unit cube, decoded by
-    ``tune.space``), runs ``objective`` on them ``cfg.parallel`` at a time on the local or Ray
-    executor, and appends every proposal and result to ``out/trials.jsonl`` as it happens; a
-    restarted Tuner reads that log back and runs only the proposals without a result."""
+    ``tune.space``), the ``first`` points before any other, runs ``objective`` on them ``cfg.parallel``
+    at a time on the local or Ray executor, and appends every proposal and result to
+    ``out/trials.jsonl`` as it happens; a restarted Tuner reads that log back and runs only the
+    proposals without a result."""
 
-    def __init__(self, out: Path, cfg: TuneConfig, objective: Objective, space=LOSS_SPACE) -> None:
-        self.out, self.cfg, self.objective, self.space = Path(out), cfg, objective, space
+    def __init__(self, out: Path, cfg: TuneConfig, objective: Objective, space=LEARNED_SPACE, first: list[list[float]] = ()) -> None:
+        self.out, self.cfg, self.objective, self.space, self.first = Path(out), cfg, objective, space, [list(map(float, p)) for p in first]
         self.out.mkdir(parents=True, exist_ok=True)
         self.log_path = self.out / "trials.jsonl"
 
@@ -138,15 +140,16 @@ class Tuner:
         cfg, d = self.cfg, len(self.space)
         start = len(proposed)
         n = min(cfg.parallel, cfg.budget - start)
-        if cfg.method == "sobol" or start < cfg.init:
-            n = n if cfg.method == "sobol" else min(n, cfg.init - start)
-            xs, method = sobol_points(n, d, cfg.seed, skip=start), "sobol"
-        else:
+        points = [(x, "fixed") for x in self.first[start:start + n]]
+        at, k = start + len(points), n - len(points)
+        if k and (cfg.method == "sobol" or at < cfg.init):
+            k = k if cfg.method == "sobol" else min(k, cfg.init - at)
+            points += [(x, "sobol") for x in sobol_points(k, d, cfg.seed, skip=at).tolist()]
+        elif k and not points:
             x, y, yvar = self.data(finished)
-            xs, _ = suggest(x, y, yvar, q=n, seed=cfg.seed * 1000 + start)
-            method = "bo"
+            points = [(x, "bo") for x in suggest(x, y, yvar, q=k, seed=cfg.seed * 1000 + start)[0].tolist()]
         batch = []
-        for i, x in enumerate(xs.tolist()):
+        for i, (x, method) in enumerate(points):
             record = {"event": "proposed", "trial": start + i, "method": method, "x": x, "params": decode(np.array(x), self.space)}
             self._append(record)
             batch.append(record)
@@ -214,7 +217,7 @@ def tune(out: Path, cfg: TuneConfig, objective: str = "closed-loop", baseline: b
     """BO run (and, with ``baseline``, a same-budget Sobol run), plots, and ``tune.json`` in ``out``."""
     from dataclasses import replace
 
-    from training.tune.plots import convergence, gp_over_tau
+    from training.tune.plots import convergence, gp_slice
 
     out = Path(out)
     metric = objective_args["budget"].metric if "budget" in objective_args else "synthetic objective"
@@ -223,13 +226,15 @@ def tune(out: Path, cfg: TuneConfig, objective: str = "closed-loop", baseline: b
         extra = {"work": out / name / "trials"} if objective == "closed-loop" else {}
         return make_objective(objective, cfg.seed, **objective_args, **extra)
 
-    runs = {"BO": Tuner(out / "bo", cfg, objective_for("bo")).run(progress)}
+    space_name = objective_args["budget"].space if "budget" in objective_args else "learned"
+    space, first = SPACES[space_name], FIRST_POINTS[space_name] if objective == "closed-loop" else []
+    runs = {"BO": Tuner(out / "bo", cfg, objective_for("bo"), space, first).run(progress)}
     if baseline:
-        runs["Sobol"] = Tuner(out / "sobol", replace(cfg, method="sobol"), objective_for("sobol")).run(progress)
-    result = {"objective": objective, "metric": metric, **{k.lower(): v for k, v in runs.items()}}
+        runs["Sobol"] = Tuner(out / "sobol", replace(cfg, method="sobol"), objective_for("sobol"), space, first).run(progress)
+    result = {"objective": objective, "metric": metric, "space": space_name, **{k.lower(): v for k, v in runs.items()}}
     result["plots"] = [str(convergence({k: v["best_so_far"] for k, v in runs.items()}, metric, out / "convergence.png"))]
     x, y, yvar = Tuner.data(read_trials(out / "bo" / "trials.jsonl")[1])
     if len(y) >= 3:
-        result["plots"].append(str(gp_over_tau(x, y, yvar, metric, out / "gp_tau.png")))
+        result["plots"].append(str(gp_slice(x, y, yvar, metric, space, out / f"gp_{space[0].name}.png")))
     (out / "tune.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
