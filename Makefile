@@ -9,11 +9,12 @@ EXTRAS ?= train,ros,carla,ray,dev
 setup: $(VENV)/.installed
 
 # torch==2.13.0 goes in first and stays pinned (constraints.txt): unpinned, it resolves to a CUDA build.
-$(VENV)/.installed: pyproject.toml setup.py constraints.txt
+$(VENV)/.installed: pyproject.toml setup.py constraints.txt ros2_ws/build_interfaces.py ros2_ws/src/carla_msgs/package.xml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
+	$(BIN)/python ros2_ws/build_interfaces.py  # carla_msgs into the venv: importable with no sourcing
 	touch $@
 
 demo: setup

@@ -30,5 +30,5 @@ def generate_launch_description():
         Node(package="metasteer", executable="steering_node", name="metasteer_steering", output="screen",
              parameters=[os.path.join(share, "config", "steering_node.yaml"),
                          {"model_path": LaunchConfiguration("model_path"), "role_name": LaunchConfiguration("role_name"),
-                          "interface": "carla_msgs", "use_sim_time": True}]),
+                          "interface": "carla_msgs"}]),  # use_sim_time: true comes from the params file
     ])

@@ -18,5 +18,5 @@ def generate_launch_description():
         Node(package="metasteer", executable="embedded_bridge", name="metasteer_embedded_bridge", output="screen",
              parameters=[os.path.join(share, "config", "embedded_bridge.yaml")]),
         Node(package="metasteer", executable="steering_node", name="metasteer_steering", output="screen",
-             parameters=[os.path.join(share, "config", "steering_node.yaml"), {"model_path": model, "use_sim_time": True}]),
+             parameters=[os.path.join(share, "config", "steering_node.yaml"), {"model_path": model}]),  # use_sim_time from the params files
     ])

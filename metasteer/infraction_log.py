@@ -23,7 +23,6 @@ class InfractionLog:
         self.time_s: dict[str, float] = defaultdict(float)
         self.counts: dict[str, int] = defaultdict(int)
         self.first_time: dict[str, float] = {}
-        self._start: dict[str, float] = {}
 
     def odometry(self, model_id: str, dt_s: float, speed_mps: float) -> None:
         """Time and distance driven by ``model_id`` (called per control period)."""

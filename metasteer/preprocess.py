@@ -17,6 +17,16 @@ class ImageError(ValueError):
     """A frame that cannot be preprocessed; the message says what is wrong with it."""
 
 
+SOURCE_SIZE_PX = (800, 600)  # the bridge camera frame the band is cut from (carla-ros-bridge's default RGB camera)
+CROP_TOP = 0.45  # top of the road band, fraction of the source height: keeps a strip of horizon
+INPUT_SIZE_PX = (200, 66)  # PilotNet's input (width, height)
+
+
+def band_bottom(width: int, height: int, crop_top: float = CROP_TOP, source: tuple[int, int] = SOURCE_SIZE_PX) -> float:
+    """Bottom of the band (fraction of the source height) whose aspect equals ``width / height``."""
+    return crop_top + source[0] * height / width / source[1]
+
+
 @dataclass(frozen=True)
 class PreprocessSpec:
     """Crop a horizontal band of the full frame, resize it, RGB, scale to [-1, 1], NCHW float32.
@@ -25,11 +35,16 @@ class PreprocessSpec:
     has the output size is taken as that band (recorded datasets store it so).
     """
 
-    crop_top: float = 0.45
-    crop_bottom: float = 0.89
-    width: int = 200
-    height: int = 66
+    crop_top: float = CROP_TOP
+    crop_bottom: float = band_bottom(*INPUT_SIZE_PX)
+    width: int = INPUT_SIZE_PX[0]
+    height: int = INPUT_SIZE_PX[1]
     version: int = 1
+
+    @classmethod
+    def for_size(cls, width: int, height: int) -> "PreprocessSpec":
+        """The band of the source frame with the aspect of a ``width`` x ``height`` input."""
+        return cls(crop_top=CROP_TOP, crop_bottom=band_bottom(width, height), width=width, height=height)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -69,8 +84,3 @@ def to_tensor(band_bgr: np.ndarray) -> np.ndarray:
     batch = band_bgr[None] if band_bgr.ndim == 3 else band_bgr
     x = batch[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32)
     return x * (1.0 / 127.5) - 1.0
-
-
-def preprocess(image: np.ndarray, encoding: str, spec: PreprocessSpec) -> np.ndarray:
-    """One camera frame -> (1, 3, H, W) float32 network input."""
-    return to_tensor(crop_band(to_bgr(image, encoding), spec))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from metasteer.infractions import EpisodeMetrics, InfractionEvent
+from metasteer.preprocess import INPUT_SIZE_PX, SOURCE_SIZE_PX, PreprocessSpec
 
 FIXED_DELTA_S = 0.05  # CARLA synchronous mode at 20 Hz
 
@@ -30,8 +31,8 @@ class CameraSpec:
     frame and resizing it, which is what the runtime preprocessing does to a bridge image.
     """
 
-    image_size_x: int = 800
-    image_size_y: int = 600
+    image_size_x: int = SOURCE_SIZE_PX[0]
+    image_size_y: int = SOURCE_SIZE_PX[1]
     fov: float = 90.0
     x: float = 2.0
     y: float = 0.0
@@ -59,14 +60,11 @@ class CameraSpec:
         return f_full * sx, f_full * sy, self.image_size_x / 2.0 * sx, cy_full * sy
 
 
-def pilotnet_camera(width: int = 200, height: int = 66) -> CameraSpec:
-    """The training camera: the 800x600 fov-90 bridge camera's road band, rendered at width x height.
-
-    The band keeps the road and a strip of horizon; its aspect equals ``width / height``.
-    """
-    band = 800.0 * height / width / 600.0
-    top = 0.45
-    return CameraSpec(crop_top=top, crop_bottom=top + band, output_size=(width, height))
+def pilotnet_camera(width: int = INPUT_SIZE_PX[0], height: int = INPUT_SIZE_PX[1]) -> CameraSpec:
+    """The training camera: the 800x600 fov-90 bridge camera's road band, rendered at width x height;
+    the band is the runtime's ``PreprocessSpec.for_size`` (one definition of the input contract)."""
+    spec = PreprocessSpec.for_size(width, height)
+    return CameraSpec(crop_top=spec.crop_top, crop_bottom=spec.crop_bottom, output_size=(width, height))
 
 
 @dataclass

@@ -151,3 +151,11 @@ class EmbeddedWorld(World):
             events.append(InfractionEvent(EventType.OFF_ROAD, self.time_s))
         self._off_road = off_road
         return events
+
+
+def embedded_world(abnormal_rate: float, camera: CameraSpec | None = None, **options) -> EmbeddedWorld:
+    """The embedded world with rare scenes at ``abnormal_rate`` (share of frames), seen by ``camera``
+    (default: the training camera); ``options``: other ``EmbeddedConfig`` fields by name."""
+    from simulator.actors import ScenarioConfig
+
+    return EmbeddedWorld(EmbeddedConfig(camera=camera or pilotnet_camera(), scenarios=ScenarioConfig.from_abnormal_rate(abnormal_rate), **options))

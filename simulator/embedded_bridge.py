@@ -15,7 +15,6 @@ import time
 
 import rclpy
 from builtin_interfaces.msg import Time
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
@@ -23,6 +22,7 @@ from std_msgs.msg import Float32
 
 from metasteer.infractions import EventType
 from metasteer.nodes.interfaces import resolve
+from metasteer.nodes.lifecycle import run_node
 
 DEFAULTS = {"role_name": "ego_vehicle", "camera": "rgb_front", "width": 800, "height": 600, "seed": 0, "abnormal_rate": 0.1,
             "max_time_s": 60.0, "control_timeout_s": 1.0, "target_speed_mps": 8.0, "interface": "auto", "result_path": ""}
@@ -34,20 +34,18 @@ class EmbeddedBridge(Node):
 
     def __init__(self) -> None:
         super().__init__("metasteer_embedded_bridge")
-        from simulator.actors import ScenarioConfig
         from simulator.base import CameraSpec
-        from simulator.embedded import EmbeddedConfig, EmbeddedWorld
+        from simulator.embedded import embedded_world
 
         for name, value in DEFAULTS.items():
             self.declare_parameter(name, value)
-        self.p = {name: self.get_parameter(name).value for name in DEFAULTS}
-        base = f"/carla/{self.p['role_name']}"
-        self.iface = resolve(self.p["interface"])
-        camera = CameraSpec(image_size_x=self.p["width"], image_size_y=self.p["height"])
-        self.world = EmbeddedWorld(EmbeddedConfig(camera=camera, scenarios=ScenarioConfig.from_abnormal_rate(self.p["abnormal_rate"]),
-                                                  target_speed_mps=self.p["target_speed_mps"], max_time_s=self.p["max_time_s"]))
+        self.params = {name: self.get_parameter(name).value for name in DEFAULTS}
+        base = f"/carla/{self.params['role_name']}"
+        self.iface = resolve(self.params["interface"])
+        camera = CameraSpec(image_size_x=self.params["width"], image_size_y=self.params["height"])
+        self.world = embedded_world(self.params["abnormal_rate"], camera, target_speed_mps=self.params["target_speed_mps"], max_time_s=self.params["max_time_s"])
         self.clock_pub = self.create_publisher(Clock, "/clock", 10)
-        self.image_pub = self.create_publisher(Image, f"{base}/{self.p['camera']}/image", 10)
+        self.image_pub = self.create_publisher(Image, f"{base}/{self.params['camera']}/image", 10)
         self.speed_pub = self.create_publisher(Float32, f"{base}/speedometer", 10)
         self.collision_pub = self.create_publisher(self.iface.collision_type, f"{base}/collision", 10)
         self.lane_pub = self.create_publisher(self.iface.lane_type, f"{base}/lane_invasion", 10)
@@ -56,7 +54,7 @@ class EmbeddedBridge(Node):
         self.controls_by_model: dict[str, int] = {}
 
     def control_pub_count(self) -> int:
-        return self.count_publishers(f"/carla/{self.p['role_name']}/vehicle_control_cmd")
+        return self.count_publishers(f"/carla/{self.params['role_name']}/vehicle_control_cmd")
 
     def on_control(self, msg) -> None:
         try:
@@ -71,7 +69,7 @@ class EmbeddedBridge(Node):
         stamp = Time(sec=int(sec), nanosec=int(nanosec))
         self.clock_pub.publish(Clock(clock=stamp))
         img = Image(height=obs.image.shape[0], width=obs.image.shape[1], encoding="bgra8", is_bigendian=0, step=obs.image.shape[1] * 4)
-        img.header.stamp, img.header.frame_id = stamp, f"{self.p['role_name']}/{self.p['camera']}"
+        img.header.stamp, img.header.frame_id = stamp, f"{self.params['role_name']}/{self.params['camera']}"
         img.data = obs.image.tobytes()
         self.image_pub.publish(img)
         self.speed_pub.publish(Float32(data=float(obs.speed_mps)))
@@ -84,7 +82,7 @@ class EmbeddedBridge(Node):
     def run_episode(self) -> dict:
         from simulator.base import VehicleControl
 
-        obs = self.world.reset(self.p["seed"])
+        obs = self.world.reset(self.params["seed"])
         deadline = time.monotonic() + 30.0  # give the steering node time to start and be discovered
         while (self.image_pub.get_subscription_count() == 0 or self.control_pub_count() == 0) and time.monotonic() < deadline:
             rclpy.spin_once(self, timeout_sec=0.05)
@@ -92,7 +90,7 @@ class EmbeddedBridge(Node):
         while not obs.done:
             self.control = None
             self._publish(obs)
-            deadline = time.monotonic() + self.p["control_timeout_s"]
+            deadline = time.monotonic() + self.params["control_timeout_s"]
             while self.control is None and time.monotonic() < deadline:
                 rclpy.spin_once(self, timeout_sec=0.002)
             if self.control is None:
@@ -104,25 +102,16 @@ class EmbeddedBridge(Node):
                 control = VehicleControl(throttle, steer, brake)
             obs = self.world.step(control)
         self._publish(obs)
-        result = {"seed": self.p["seed"], **self.world.metrics.summary(), "control_timeouts": timeouts,
+        result = {"seed": self.params["seed"], **self.world.metrics.summary(), "control_timeouts": timeouts,
                   "controls_by_model": self.controls_by_model}
-        if self.p["result_path"]:
-            with open(self.p["result_path"], "w") as fh:
+        if self.params["result_path"]:
+            with open(self.params["result_path"], "w") as fh:
                 json.dump(result, fh, indent=2)
         return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    node = EmbeddedBridge()
-    try:
-        print(json.dumps(node.run_episode(), sort_keys=True), flush=True)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(EmbeddedBridge, lambda node: print(json.dumps(node.run_episode(), sort_keys=True), flush=True), argv)
 
 
 if __name__ == "__main__":

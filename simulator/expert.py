@@ -49,23 +49,23 @@ class Avoidance:
 
 class Expert:
     def __init__(self, road: Road, vehicle: VehicleParams, params: ExpertParams = ExpertParams()) -> None:
-        self.road, self.vp, self.p = road, vehicle, params
+        self.road, self.vp, self.params = road, vehicle, params
 
     def plan(self, ego_s: float, speed_mps: float, actors: list[Actor]) -> tuple[list[Avoidance], bool]:
         """Avoidances for the obstacles ahead, and whether the expert must stop (no side free)."""
-        half = self.vp.width / 2.0 + self.p.margin_m
-        lo_bound = -HALF_WIDTH_M + self.vp.width / 2.0 + self.p.edge_clearance_m
-        hi_bound = HALF_WIDTH_M - self.vp.width / 2.0 - self.p.edge_clearance_m
+        half = self.vp.width / 2.0 + self.params.margin_m
+        lo_bound = -HALF_WIDTH_M + self.vp.width / 2.0 + self.params.edge_clearance_m
+        hi_bound = HALF_WIDTH_M - self.vp.width / 2.0 - self.params.edge_clearance_m
         oncoming = [a for a in actors if a.kind == VEHICLE and a.speed_mps < 0]
         plans, must_stop = [], False
         v = max(speed_mps, 2.0)
         for a in actors:
             ahead = a.s - ego_s
-            behind_limit = -(a.length / 2 + 3.0 + self.p.ramp_out_m + self.vp.length)  # until back in lane
-            if not (behind_limit < ahead < self.p.look_ahead_m) or (a.kind == VEHICLE and a.speed_mps != 0):
+            behind_limit = -(a.length / 2 + 3.0 + self.params.ramp_out_m + self.vp.length)  # until back in lane
+            if not (behind_limit < ahead < self.params.look_ahead_m) or (a.kind == VEHICLE and a.speed_mps != 0):
                 continue
             t_pass = max(ahead, 0.0) / v
-            a_lo, a_hi = a.lateral_extent(t_pass - self.p.pass_window_s, t_pass + self.p.pass_window_s)
+            a_lo, a_hi = a.lateral_extent(t_pass - self.params.pass_window_s, t_pass + self.params.pass_window_s)
             if a_hi < EGO_LANE_D - half or a_lo > EGO_LANE_D + half:
                 continue
             options = [d for d in (a_hi + half, a_lo - half) if lo_bound <= d <= hi_bound]
@@ -76,7 +76,7 @@ class Expert:
                 continue
             d = min(options, key=lambda o: abs(o - EGO_LANE_D))
             plans.append(Avoidance(d, a.s - a.length / 2 - 2.0, a.s + a.length / 2 + 3.0,
-                                   max(8.0, self.p.ramp_in_s * v), self.p.ramp_out_m))
+                                   max(8.0, self.params.ramp_in_s * v), self.params.ramp_out_m))
         return plans, must_stop
 
     def target_offset(self, s: np.ndarray, plans: list[Avoidance]) -> np.ndarray:
@@ -98,7 +98,7 @@ class Expert:
         px, py, _ = self.road.pose(ss[:2], dd[:2])
         heading_err = _wrap(math.atan2(py[1] - py[0], px[1] - px[0]) - state.yaw)
         cross = d_f - dd[2]  # + when the front axle is left of the path
-        delta = heading_err - math.atan2(self.p.stanley_gain * cross, state.speed_mps + 1.0)
+        delta = heading_err - math.atan2(self.params.stanley_gain * cross, state.speed_mps + 1.0)
         return float(np.clip(-delta / math.radians(self.vp.max_steer_deg), -1.0, 1.0))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from metasteer.preprocess import INPUT_SIZE_PX
 from simulator.base import World, pilotnet_camera
 
 WORLDS = ("embedded", "carla")
@@ -17,8 +18,8 @@ class WorldConfig:
     host: str = field(default="127.0.0.1", metadata={"help": "CARLA server host (--world carla)"})
     port: int = field(default=2000, metadata={"help": "CARLA server port (--world carla)"})
     carla_timeout_s: float = field(default=10.0, metadata={"help": "CARLA client timeout, seconds"})
-    width: int = field(default=200, metadata={"help": "rendered frame width, px"})
-    height: int = field(default=66, metadata={"help": "rendered frame height, px"})
+    width: int = field(default=INPUT_SIZE_PX[0], metadata={"help": "rendered frame width, px"})
+    height: int = field(default=INPUT_SIZE_PX[1], metadata={"help": "rendered frame height, px"})
     abnormal_rate: float = field(default=0.03, metadata={"help": "target share of abnormal (rare-scene) frames"})
     target_speed_mps: float = field(default=8.0, metadata={"help": "cruise speed, m/s"})
 
@@ -26,11 +27,9 @@ class WorldConfig:
 def make_world(cfg: WorldConfig) -> World:
     camera = pilotnet_camera(cfg.width, cfg.height)
     if cfg.world == "embedded":
-        from simulator.actors import ScenarioConfig
-        from simulator.embedded import EmbeddedConfig, EmbeddedWorld
+        from simulator.embedded import embedded_world
 
-        return EmbeddedWorld(EmbeddedConfig(camera=camera, scenarios=ScenarioConfig.from_abnormal_rate(cfg.abnormal_rate),
-                                            target_speed_mps=cfg.target_speed_mps))
+        return embedded_world(cfg.abnormal_rate, camera, target_speed_mps=cfg.target_speed_mps)
     if cfg.world == "carla":
         from simulator.carla_world import CarlaConfig, CarlaWorld
 

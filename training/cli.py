@@ -96,10 +96,14 @@ def _cmd_bench_meta_step(args: argparse.Namespace) -> dict:
 
 
 def _cmd_bench_sample_efficiency(args: argparse.Namespace) -> dict:
-    from training.bench.sample_efficiency import bench_sample_efficiency
+    from training.bench.sample_efficiency import ENTRIES, bench_sample_efficiency
 
+    losses = tuple(x for x in args.losses.split(",") if x)
+    unknown = sorted(set(losses) - set(ENTRIES))
+    if unknown:
+        raise ValueError(f"unknown losses {unknown}; choose from {list(ENTRIES)}")
     return bench_sample_efficiency(Path(args.work), seeds=args.seeds, frames=args.frames, steps=args.steps,
-                                   meta_steps=args.meta_steps, workers=args.workers, progress=not args.no_progress)
+                                   meta_steps=args.meta_steps, workers=args.workers, losses=losses, progress=not args.no_progress)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> dict:
@@ -167,18 +171,17 @@ def _cmd_tune(args: argparse.Namespace) -> dict:
 
 
 def _cmd_drive(args: argparse.Namespace) -> dict:
-    from training.drive import drive
+    from training.drive import DriveConfig, drive
 
     if args.world != "embedded":
         raise ValueError("drive runs the embedded bridge; beside CARLA use launch/carla_bridge.launch.py with the ros-bridge")
-    return drive(args.model, seed=args.seed, max_time_s=args.max_time_s, abnormal_rate=args.abnormal_rate, interface=args.interface,
-                 log_dir=Path(args.logs) if args.logs else None)
+    return drive(args.model, from_args(DriveConfig, args), log_dir=Path(args.logs) if args.logs else None)
 
 
 def _cmd_ingest(args: argparse.Namespace) -> dict:
     from training.data.ingest import IngestConfig, ingest
 
-    return ingest(Path(args.bag), Path(args.out), IngestConfig(camera_topic=args.camera_topic, control_topic=args.control_topic))
+    return ingest(Path(args.bag), Path(args.out), from_args(IngestConfig, args))
 
 
 def _cmd_bench_node_latency(args: argparse.Namespace) -> dict:
@@ -295,20 +298,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(p, TrialBudget)
     add_arguments(p, WorldConfig, skip=("abnormal_rate",))  # the trials' world; its rare-scene rate is the budget's
 
+    from training.data.ingest import IngestConfig
+    from training.drive import DriveConfig
+
     p = command("drive", _cmd_drive, "one closed-loop episode through ROS 2: embedded bridge + steering node, two processes")
     p.add_argument("--world", default="embedded", choices=("embedded",))
     p.add_argument("--model", required=True, help="ONNX model the steering node loads")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-time-s", type=float, default=60.0)
-    p.add_argument("--abnormal-rate", type=float, default=0.1)
-    p.add_argument("--interface", default="auto", choices=("auto", "carla_msgs", "fallback"))
     p.add_argument("--logs", default=None, help="directory for node / bridge logs and the infraction log")
+    add_arguments(p, DriveConfig)
 
     p = command("ingest", _cmd_ingest, "turn a rosbag2 recording (MCAP or SQLite3) of camera + control into a dataset")
     p.add_argument("bag", help="rosbag2 directory")
     p.add_argument("--out", required=True, help="dataset directory")
-    p.add_argument("--camera-topic", default="/carla/ego_vehicle/rgb_front/image")
-    p.add_argument("--control-topic", default="/carla/ego_vehicle/vehicle_control_cmd")
+    add_arguments(p, IngestConfig)
 
     bench = sub.add_parser("bench", help="benchmarks (print JSON)").add_subparsers(dest="bench", required=True)
     p = command("sim", _cmd_bench_sim, "embedded world steps/s with its camera, one core", parent=bench)
@@ -335,12 +337,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
+    from training.bench.sample_efficiency import DEFAULT_ENTRIES
+
     p = command("sample-efficiency", _cmd_bench_sample_efficiency, "every loss x seeds at equal budget; abnormal / normal test MAE", parent=bench)
     p.add_argument("--work", default="runs/bench_sample_efficiency", help="datasets, runs and results go here (reused when re-run)")
-    p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--frames", type=int, default=20000)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--frames", type=int, default=40000)
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--meta-steps", type=int, default=200)
+    p.add_argument("--losses", default=",".join(DEFAULT_ENTRIES), help="comma-separated entries (also: weighted, ml3 by the meta-test protocol)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--no-progress", action="store_true")
     return parser

@@ -51,8 +51,3 @@ def from_args(cls: type[T], args: argparse.Namespace, **overrides: Any) -> T:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
     values.update(overrides)
     return cls(**values)
-
-
-def to_dict(obj: Any) -> dict:
-    """JSON-ready dict of a (nested) dataclass."""
-    return dataclasses.asdict(obj)

@@ -17,11 +17,12 @@ from pathlib import Path
 from metasteer.policy import OnnxPolicy
 from simulator.base import pilotnet_camera
 from simulator.factory import WorldConfig
-from training.data.collect import claim_request, event_gap_frames, record_episodes, run_shard_jobs
+from training.data.collect import event_gap_frames, record_episodes, run_shard_jobs
 from training.data.dataset import DrivingDataset
-from training.data.format import shard_paths
+from training.data.format import DatasetError, shard_paths
 from training.data.writer import finish_manifest, write_shard
 from training.evaluate import PolicyDriver, route_seed
+from training.files import claim_request
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,8 @@ def record_round(out: Path, policy_path: Path, world_cfg: WorldConfig, cfg: Dagg
     seeds = [route_seed(cfg.seed, i, "dagger", round_index) for i in range(cfg.routes)]
     chunks = [seeds[k:k + cfg.routes_per_shard] for k in range(0, len(seeds), cfg.routes_per_shard)]
     claim_request(out, {"world": asdict(world_cfg), "policy_model_id": policy.model_id, "round": round_index,
-                        "routes": seeds, "record_every": cfg.record_every}, "DAgger round")
+                        "routes": seeds, "record_every": cfg.record_every}, "DAgger round", DatasetError)
+    (out / "shards").mkdir(exist_ok=True)
     todo = [(str(out), str(policy_path), world_cfg, chunk, cfg.record_every, k) for k, chunk in enumerate(chunks)
             if not shard_paths(out, k)["marker"].exists()]
     bar = tqdm(total=None, unit="frame", desc=f"DAgger round {round_index}: policy drives", disable=not progress)

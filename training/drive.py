@@ -6,29 +6,42 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from metasteer.nodes.interfaces import INTERFACES
 from metasteer.nodes.launching import ros_env, start, stop
+from metasteer.preprocess import SOURCE_SIZE_PX
 
 
-def drive(model: str | Path, seed: int = 0, max_time_s: float = 60.0, abnormal_rate: float = 0.1, interface: str = "auto",
-          width: int = 800, height: int = 600, log_dir: Path | None = None, domain_id: int | None = None) -> dict:
+@dataclass(frozen=True)
+class DriveConfig:
+    seed: int = field(default=0, metadata={"help": "route seed"})
+    max_time_s: float = field(default=60.0, metadata={"help": "episode time limit, simulated seconds"})
+    abnormal_rate: float = field(default=0.1, metadata={"help": "rare-scene rate of the route"})
+    interface: str = field(default="auto", metadata={"help": "ROS message set of bridge and node", "choices": INTERFACES})
+    camera_width: int = field(default=SOURCE_SIZE_PX[0], metadata={"help": "bridge camera frame width, px"})
+    camera_height: int = field(default=SOURCE_SIZE_PX[1], metadata={"help": "bridge camera frame height, px"})
+
+
+def drive(model: str | Path, cfg: DriveConfig = DriveConfig(), log_dir: Path | None = None, domain_id: int | None = None) -> dict:
     """One episode through ROS 2: the embedded bridge and the steering node (driving ``model``) as two
-    processes on a private loopback domain (``domain_id``, random if None). Returns the world's episode
-    metrics, the node's infraction summary per model id, and ``logs``, the directory of both logs."""
+    processes on a private loopback domain (``domain_id``, random if None), both on the bridge's sim
+    time. Returns the world's episode metrics, the node's infraction summary per model id, and
+    ``logs``, the directory of both logs."""
     env = ros_env(domain_id)
     log_dir = Path(log_dir or tempfile.mkdtemp(prefix="metasteer-drive-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     infractions = log_dir / "infractions.jsonl"
     node = start("metasteer.nodes.steering_node", {"model_path": Path(model).resolve(), "infraction_log": infractions,
-                                                    "interface": interface, "use_sim_time": True}, env,
+                                                    "interface": cfg.interface, "use_sim_time": True}, env,
                  stdout=open(log_dir / "steering_node.log", "w"), stderr=subprocess.STDOUT)
     try:
-        bridge = start("simulator.embedded_bridge", {"seed": seed, "max_time_s": max_time_s, "abnormal_rate": abnormal_rate,
-                                                          "interface": interface, "width": width, "height": height,
+        bridge = start("simulator.embedded_bridge", {"seed": cfg.seed, "max_time_s": cfg.max_time_s, "abnormal_rate": cfg.abnormal_rate,
+                                                          "interface": cfg.interface, "width": cfg.camera_width, "height": cfg.camera_height,
                                                           "result_path": log_dir / "episode.json"},
                        env, stdout=subprocess.PIPE, stderr=open(log_dir / "bridge.log", "w"), text=True)
-        out, _ = bridge.communicate(timeout=max_time_s * 20 + 120)
+        bridge.communicate(timeout=cfg.max_time_s * 20 + 120)
         if bridge.returncode != 0 or not (log_dir / "episode.json").exists():
             raise RuntimeError(f"embedded bridge failed (exit {bridge.returncode}); see {log_dir / 'bridge.log'}")
     finally:

@@ -36,11 +36,10 @@ def git_commit() -> str:
 
 def parity_frames(spec: PreprocessSpec, n: int = 32, seed: int = 0) -> np.ndarray:
     """Real frames of the embedded world (expert driving, rare scenes on), as road bands."""
-    from simulator.actors import ScenarioConfig
     from simulator.base import pilotnet_camera
-    from simulator.embedded import EmbeddedConfig, EmbeddedWorld
+    from simulator.embedded import embedded_world
 
-    world = EmbeddedWorld(EmbeddedConfig(camera=pilotnet_camera(spec.width, spec.height), scenarios=ScenarioConfig.from_abnormal_rate(0.3)))
+    world = embedded_world(0.3, pilotnet_camera(spec.width, spec.height))
     obs, frames = world.reset(seed), []
     while len(frames) < n:
         for _ in range(7):

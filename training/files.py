@@ -1,10 +1,13 @@
-"""Writing a file so that a kill never leaves half of it: a temporary name, fsync, then rename.
+"""Output directories that survive kills: atomic writes (a temporary name, fsync, then rename) and
+the request guard that lets a resumed job continue only what it started.
 
-The one helper behind datasets (shards, markers, manifests), checkpoints and model files, and ONNX export.
+The one helper behind datasets (shards, markers, manifests), checkpoints and model files, and ONNX
+export; the one guard behind collection, DAgger rounds and training runs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -18,3 +21,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def claim_request(out: Path, request: dict, what: str, error: type[Exception] = ValueError) -> bool:
+    """Start directory ``out`` for ``request`` (kept in ``out/request.json``), or check that a resume asks
+    for the same; raises ``error`` if ``out`` holds another request. True when ``out`` already held it."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path, wanted = out / "request.json", json.loads(json.dumps(request))
+    if path.exists():
+        try:
+            held = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise error(f"{path}: corrupt JSON ({exc})") from None
+        if held != wanted:
+            raise error(f"{out}: holds a {what} with a different request ({path}); use another --out or the same arguments to resume")
+        return True
+    atomic_write_bytes(path, (json.dumps(wanted, indent=2, sort_keys=True) + "\n").encode())
+    return False

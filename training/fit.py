@@ -30,6 +30,7 @@ from training.data.arrays import ArraySet, Sampler, episode_subset, split_by_epi
 from training.data.dataset import DrivingDataset
 from training.device import resolve_device
 from training.evaluate_offline import offline_metrics, predict
+from training.files import claim_request
 from training.losses import LEARNED, LossSpec, make_loss
 from training.meta.trainer import MetaConfig, MetaTrainer, PhiUpdater, emphasised_mse
 from training.models import PilotNet, PilotNetConfig
@@ -185,15 +186,8 @@ class Run:
         return self.out / "checkpoint.pt"
 
     def _prepare_dir(self, resume: bool) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
-        request_path = self.out / "request.json"
-        if request_path.exists():
-            previous = json.loads(request_path.read_text())
-            if previous != json.loads(json.dumps(self.request)):
-                raise ValueError(f"{self.out}: holds a run with another configuration ({request_path}); use another --out")
-            if not resume and self.checkpoint_path.exists():
-                raise ValueError(f"{self.out}: holds a started run; pass --resume to continue it or use another --out")
-        request_path.write_text(json.dumps(self.request, indent=2) + "\n")
+        if claim_request(self.out, self.request, "training run") and not resume and self.checkpoint_path.exists():
+            raise ValueError(f"{self.out}: holds a started run; pass --resume to continue it or use another --out")
 
     # ---- phases -----------------------------------------------------------------------------------
 

@@ -4,6 +4,8 @@ The steering node runs as its own process; this process publishes 800x600 bgra8 
 bridge's QoS (reliable, depth 10) at 20 Hz and then at rising rates, and matches each control
 command to its frame by the header stamp the node copies. Reports latency percentiles, the share of
 frames answered, the highest rate still answered at >= 99 %, and the node's own inference time.
+In the same run an echo node (``echo_node``: same transport and QoS, replies at once) gives the
+transport's own latency, so ``overhead_p50_ms`` is what the steering node adds to it.
 """
 
 from __future__ import annotations
@@ -12,34 +14,56 @@ import os
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from metasteer.nodes.launching import ros_env, start, stop
 
+CAMERA_TOPIC, CONTROL_TOPIC = "/carla/ego_vehicle/rgb_front/image", "/carla/ego_vehicle/vehicle_control_cmd"
+ECHO_IMAGE_TOPIC, ECHO_REPLY_TOPIC = "/metasteer_bench/echo/image", "/metasteer_bench/echo/reply"
 
-def _stream(h, rate_hz: float, frames: int, payload: bytes) -> dict:
+
+@dataclass
+class _Probe:
+    """This process's side: a frame publisher and the replies received for it (stamp, arrival time)."""
+
+    node: Any
+    image_type: type
+    pub: Any
+    received: list = field(default_factory=list)
+
+    def wait_for_subscriber(self, topic: str, timeout_s: float = 30.0) -> None:
+        import rclpy
+
+        deadline = time.time() + timeout_s
+        while self.node.count_subscribers(topic) == 0 and time.time() < deadline:
+            rclpy.spin_once(self.node, timeout_sec=0.1)
+
+
+def _stream(probe: _Probe, rate_hz: float, frames: int, payload: bytes) -> dict:
     import rclpy
 
-    h.received.clear()
+    probe.received.clear()
     sent = {}
     period = 1.0 / rate_hz
     t0 = time.perf_counter()
     for k in range(frames):
-        msg = h.Image(height=600, width=800, encoding="bgra8", step=3200)
-        now = h.node.get_clock().now().to_msg()
+        msg = probe.image_type(height=600, width=800, encoding="bgra8", step=3200)
+        now = probe.node.get_clock().now().to_msg()
         msg.header.stamp = now
         msg.data = payload
         sent[(now.sec, now.nanosec)] = time.perf_counter()
-        h.pub.publish(msg)
+        probe.pub.publish(msg)
         while time.perf_counter() < t0 + (k + 1) * period:
-            rclpy.spin_once(h.node, timeout_sec=max(0.0, t0 + (k + 1) * period - time.perf_counter()))
+            rclpy.spin_once(probe.node, timeout_sec=max(0.0, t0 + (k + 1) * period - time.perf_counter()))
     end = time.perf_counter() + 1.0
     while time.perf_counter() < end:
-        rclpy.spin_once(h.node, timeout_sec=0.01)
-    lat = [(t_recv - sent[key]) * 1000.0 for key, t_recv in h.received if key in sent]
-    answered = len({key for key, _ in h.received if key in sent})
+        rclpy.spin_once(probe.node, timeout_sec=0.01)
+    lat = [(t_recv - sent[key]) * 1000.0 for key, t_recv in probe.received if key in sent]
+    answered = len({key for key, _ in probe.received if key in sent})
     return {"rate_hz": rate_hz, "frames": frames, "answered_fraction": answered / frames,
             "p50_ms": float(np.percentile(lat, 50)) if lat else None, "p99_ms": float(np.percentile(lat, 99)) if lat else None,
             "fps": answered / (time.perf_counter() - t0 - 1.0)}
@@ -51,44 +75,59 @@ def bench_node_latency(model: Path, frames: int = 200, rates: tuple[float, ...] 
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image, Joy
 
+    from metasteer.nodes.interfaces import resolve
+
     env = ros_env()
     saved = dict(os.environ)
     os.environ.update(env)
     log = tempfile.NamedTemporaryFile(prefix="metasteer-node-", suffix=".log", delete=False)
-    node_proc = start("metasteer.nodes.steering_node", {"model_path": Path(model).resolve(), "interface": "fallback",
-                                                         "infraction_log": log.name + ".jsonl", "max_frame_age_s": 1.0},
-                      env, stdout=log, stderr=subprocess.STDOUT)
+    payload = np.random.default_rng(0).integers(0, 255, 800 * 600 * 4, dtype=np.uint8).tobytes()
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     rclpy.init()
+    procs = []
     try:
         node = rclpy.create_node("metasteer_bench_node_latency")
-        h = type("H", (), {})()
-        h.node, h.Image, h.received, h.diag = node, Image, [], []
-        h.pub = node.create_publisher(Image, "/carla/ego_vehicle/rgb_front/image", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        node.create_subscription(Joy, "/carla/ego_vehicle/vehicle_control_cmd",
-                                 lambda m: h.received.append(((m.header.stamp.sec, m.header.stamp.nanosec), time.perf_counter())), 100)
-        node.create_subscription(DiagnosticArray, "/diagnostics", h.diag.append, 10)
-        deadline = time.time() + 30
-        while node.count_subscribers("/carla/ego_vehicle/rgb_front/image") == 0 and time.time() < deadline:
-            rclpy.spin_once(node, timeout_sec=0.1)
-        payload = np.random.default_rng(0).integers(0, 255, 800 * 600 * 4, dtype=np.uint8).tobytes()
-        _stream(h, 20, 20, payload)  # warm-up
-        runs = [_stream(h, r, frames, payload) for r in rates]
+
+        def probe(image_topic: str, reply_topic: str, reply_type: type) -> _Probe:
+            p = _Probe(node, Image, node.create_publisher(Image, image_topic, qos))
+            node.create_subscription(reply_type, reply_topic,
+                                     lambda m: p.received.append(((m.header.stamp.sec, m.header.stamp.nanosec), time.perf_counter())), 100)
+            return p
+
+        iface = resolve("auto")  # carla_msgs where built (the set-up does), else the fallback set
+        echo, steer = probe(ECHO_IMAGE_TOPIC, ECHO_REPLY_TOPIC, Joy), probe(CAMERA_TOPIC, CONTROL_TOPIC, iface.control_type)
+        diag: list = []
+        node.create_subscription(DiagnosticArray, "/diagnostics", diag.append, 10)
+        procs.append(start("metasteer.nodes.echo_node", {"camera_topic": ECHO_IMAGE_TOPIC, "reply_topic": ECHO_REPLY_TOPIC}, env,
+                           stdout=log, stderr=subprocess.STDOUT))
+        procs.append(start("metasteer.nodes.steering_node", {"model_path": Path(model).resolve(), "interface": iface.name,
+                                                             "infraction_log": log.name + ".jsonl", "max_frame_age_s": 1.0},
+                           env, stdout=log, stderr=subprocess.STDOUT))
+        echo.wait_for_subscriber(ECHO_IMAGE_TOPIC)
+        steer.wait_for_subscriber(CAMERA_TOPIC)
+        for p in (echo, steer):
+            _stream(p, 20, 20, payload)  # warm-up
+        transport = _stream(echo, 20, frames, payload)
+        runs = [_stream(steer, r, frames, payload) for r in rates]
         end = time.time() + 2.5
         while time.time() < end:
             rclpy.spin_once(node, timeout_sec=0.05)
-        values = {kv.key: kv.value for kv in h.diag[-1].status[0].values} if h.diag else {}
+        values = {kv.key: kv.value for kv in diag[-1].status[0].values} if diag else {}
         node.destroy_node()
     finally:
         rclpy.shutdown()
-        stop(node_proc)
+        for proc in procs:
+            stop(proc)
         os.environ.clear()
         os.environ.update(saved)
     at20 = runs[0]
     sustained = [r["rate_hz"] for r in runs if r["answered_fraction"] >= 0.99]
+    overhead = None if None in (at20["p50_ms"], transport["p50_ms"]) else at20["p50_ms"] - transport["p50_ms"]
     return {"p50_ms": at20["p50_ms"], "p99_ms": at20["p99_ms"], "answered_fraction": at20["answered_fraction"],
+            "transport_p50_ms": transport["p50_ms"], "transport_p99_ms": transport["p99_ms"], "overhead_p50_ms": overhead,
             "max_fps": max(sustained) if sustained else 0.0, "max_measured_fps": max(r["fps"] for r in runs),
             "inference_p50_ms": float(values.get("inference_p50_ms", "nan")), "inference_p99_ms": float(values.get("inference_p99_ms", "nan")),
-            "runs": runs, "frame": "800x600 bgra8", "publisher_qos": "reliable, keep-last 10 (carla-ros-bridge)",
+            "runs": runs, "transport": transport, "interface": iface.name, "frame": "800x600 bgra8", "publisher_qos": "reliable, keep-last 10 (carla-ros-bridge)",
             "fastdds_profile": env.get("FASTRTPS_DEFAULT_PROFILES_FILE")}
 
 

@@ -22,10 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -33,6 +31,7 @@ from std_msgs.msg import Float32
 
 from metasteer.infraction_log import InfractionLog
 from metasteer.nodes.interfaces import resolve
+from metasteer.nodes.lifecycle import run_node
 from metasteer.preprocess import ImageError
 from metasteer.steering import Command, SafetyConfig, SteeringCore
 
@@ -181,17 +180,7 @@ class SteeringNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    node = SteeringNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(SteeringNode, argv=argv)
 
 
 if __name__ == "__main__":

@@ -23,11 +23,10 @@ from training.models import PilotNet
 def _frames(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
     """n real frames of the embedded world (expert-driven, rare scenes on), preprocessed."""
     from metasteer.preprocess import to_tensor
-    from simulator.actors import ScenarioConfig
     from simulator.base import SceneFeatures
-    from simulator.embedded import EmbeddedConfig, EmbeddedWorld
+    from simulator.embedded import embedded_world
 
-    world = EmbeddedWorld(EmbeddedConfig(scenarios=ScenarioConfig.from_abnormal_rate(0.3)))
+    world = embedded_world(0.3)
     obs, frames, ys, feats = world.reset(seed), [], [], []
     while len(frames) < n:
         obs = world.step(obs.expert_control)

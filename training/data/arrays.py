@@ -19,6 +19,9 @@ def to_tensor_torch(band_bgr: torch.Tensor) -> torch.Tensor:
     return band_bgr.flip(-1).permute(0, 3, 1, 2).float() * (1.0 / 127.5) - 1.0
 
 
+GATHER_CHUNK = 4096  # frames read per step when gathering (about 160 MB at 66x200)
+
+
 @dataclass
 class ArraySet:
     """Frames (N, H, W, 3) uint8 BGR bands, labels (N,), extra = scene features (N, F; the dataset's,
@@ -69,7 +72,8 @@ class ArraySet:
     @classmethod
     def gather(cls, datasets: list[DrivingDataset], index: np.ndarray | None = None) -> "ArraySet":
         """Frames ``index`` (default: all) of several datasets taken as one, numbered in order; read
-        from the memory-mapped shards straight into one array (no full intermediate copy)."""
+        from the memory-mapped shards into one array, a chunk at a time (no intermediate copy larger
+        than ``GATHER_CHUNK`` frames: two tuning trials at once would otherwise not fit in RAM)."""
         names = list(datasets[0].manifest["features"])
         shape = tuple(datasets[0].manifest["image_shape"])
         if any(list(d.manifest["features"]) != names or tuple(d.manifest["image_shape"]) != shape for d in datasets):
@@ -80,8 +84,9 @@ class ArraySet:
         parts = []
         for k, d in enumerate(datasets):
             sel = (index >= offsets[k]) & (index < offsets[k + 1])
-            local = index[sel] - offsets[k]
-            images[sel] = d.images(local)
+            local, at = index[sel] - offsets[k], np.flatnonzero(sel)
+            for start in range(0, len(local), GATHER_CHUNK):
+                images[at[start:start + GATHER_CHUNK]] = d.images(local[start:start + GATHER_CHUNK])
             parts.append((sel, local, d))
 
         def column(get) -> np.ndarray:

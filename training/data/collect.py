@@ -4,7 +4,6 @@ recovery states), each kept frame is stored with the expert's steering as its la
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -16,8 +15,9 @@ import pyarrow as pa
 
 from simulator.base import FIXED_DELTA_S, Observation, SceneFeatures, VehicleControl, pilotnet_camera
 from simulator.factory import WorldConfig, make_world
-from training.data.format import DatasetError, atomic_write_json, read_json, shard_paths
+from training.data.format import DatasetError, shard_paths
 from training.data.writer import finish_manifest, write_shard
+from training.files import claim_request
 
 
 @dataclass(frozen=True)
@@ -150,16 +150,6 @@ def _shard_sizes(cfg: CollectConfig) -> list[int]:
     return [min(cfg.frames_per_shard, cfg.frames - k * cfg.frames_per_shard) for k in range(n_shards)]
 
 
-def claim_request(out: Path, request: dict, what: str) -> None:
-    """Start ``out`` for ``request``, or check that a resume asks for the same thing."""
-    request_path = out / "request.json"
-    if request_path.exists() and read_json(request_path) != json.loads(json.dumps(request)):
-        raise DatasetError(f"{out}: holds a {what} with a different request ({request_path}); "
-                           "use another --out or the same arguments to resume")
-    (out / "shards").mkdir(parents=True, exist_ok=True)
-    atomic_write_json(request_path, request)
-
-
 def run_shard_jobs(job: Callable[[tuple], dict], todo: list[tuple], workers: int, bar) -> None:
     """Run shard jobs (each writes one shard and returns its marker), in parallel processes if asked."""
     if workers > 1 and len(todo) > 1:
@@ -177,7 +167,8 @@ def collect(out: Path, world_cfg: WorldConfig, cfg: CollectConfig, progress: boo
     from tqdm import tqdm
 
     out = Path(out)
-    claim_request(out, {"world": asdict(world_cfg), "collect": {k: v for k, v in asdict(cfg).items() if k != "workers"}}, "collection")
+    claim_request(out, {"world": asdict(world_cfg), "collect": {k: v for k, v in asdict(cfg).items() if k != "workers"}}, "collection", DatasetError)
+    (out / "shards").mkdir(exist_ok=True)
     sizes = _shard_sizes(cfg)
     done = {k for k in range(len(sizes)) if shard_paths(out, k)["marker"].exists()}
     todo = [(str(out), world_cfg, cfg, k, n) for k, n in enumerate(sizes) if k not in done]

@@ -11,7 +11,7 @@ carla_msgs types are read with the definitions in ``metasteer/msg`` (the bridge'
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,18 +23,18 @@ from simulator.base import SceneFeatures
 from training.data.format import DatasetError
 from training.data.writer import finish_manifest, write_shard
 
-MSG_DIR = Path(__file__).resolve().parents[2] / "metasteer" / "msg"
+MSG_DIR = Path(__file__).resolve().parents[2] / "ros2_ws" / "src" / "carla_msgs" / "msg"
 
 
 @dataclass(frozen=True)
 class IngestConfig:
-    camera_topic: str = "/carla/ego_vehicle/rgb_front/image"
-    control_topic: str = "/carla/ego_vehicle/vehicle_control_cmd"
-    collision_topic: str = "/carla/ego_vehicle/collision"
-    lane_invasion_topic: str = "/carla/ego_vehicle/lane_invasion"
-    max_gap_s: float = 0.2
-    event_window_s: float = 2.0
-    frames_per_shard: int = 2000
+    camera_topic: str = field(default="/carla/ego_vehicle/rgb_front/image", metadata={"help": "sensor_msgs/Image topic"})
+    control_topic: str = field(default="/carla/ego_vehicle/vehicle_control_cmd", metadata={"help": "control topic (its steer is the label)"})
+    collision_topic: str = field(default="/carla/ego_vehicle/collision", metadata={"help": "collision event topic"})
+    lane_invasion_topic: str = field(default="/carla/ego_vehicle/lane_invasion", metadata={"help": "lane invasion event topic"})
+    max_gap_s: float = field(default=0.2, metadata={"help": "a frame with no control message within this many seconds is dropped"})
+    event_window_s: float = field(default=2.0, metadata={"help": "frames this close (s) before or after an infraction are marked abnormal"})
+    frames_per_shard: int = field(default=2000, metadata={"help": "frames per dataset shard"})
 
 
 def typestore():

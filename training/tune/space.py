@@ -10,6 +10,7 @@ import numpy as np
 from training.losses.registry import LossSpec
 from training.meta.trainer import MetaConfig
 
+
 @dataclass(frozen=True)
 class Dim:
     name: str
