@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metasteer.preprocess import PreprocessSpec, crop_band, to_bgr, to_tensor
+from metasteer.preprocess import PreprocessSpec, camera_band, to_tensor
 
 META_PREFIX = "metasteer."
 
@@ -73,7 +73,7 @@ class OnnxPolicy:
 
     def steer(self, image: np.ndarray, encoding: str) -> float:
         """One camera frame -> steer (CARLA units, +1 right). May be non-finite: callers must check."""
-        return float(self.predict_bands(crop_band(to_bgr(image, encoding), self.spec)[None])[0])
+        return float(self.predict_bands(camera_band(image, encoding, self.spec)[None])[0])
 
     def describe(self) -> dict:
         info = {"path": str(self.path), "model_id": self.model_id}

@@ -49,7 +49,7 @@ def test_frames_are_bgra_uint8_at_the_camera_size():
 def test_training_camera_renders_what_the_runtime_cuts_from_a_bridge_frame(seed):
     """One world state through both paths: the 200x66 training camera, and the 800x600 bridge camera
     cut by ``metasteer.preprocess`` (bgra8, bgr8 and rgb8 alike): the pixels agree closely."""
-    from metasteer.preprocess import crop_band, to_bgr, to_tensor
+    from metasteer.preprocess import camera_band, crop_band, to_bgr, to_tensor
 
     world = EmbeddedWorld(EmbeddedConfig(scenarios=ScenarioConfig.from_abnormal_rate(0.3)))
     obs = world.reset(seed)
@@ -65,7 +65,9 @@ def test_training_camera_renders_what_the_runtime_cuts_from_a_bridge_frame(seed)
     assert diff.mean() < 8.0 and np.percentile(diff, 50) < 6.0  # measured 2.7 and 3.3 mean: thin lines alias differently
     x = to_tensor(band)
     for encoding, frame in (("bgra8", full), ("bgr8", full[:, :, :3].copy()), ("rgb8", full[:, :, 2::-1].copy())):
-        assert np.abs(to_tensor(crop_band(to_bgr(frame, encoding), spec)) - x).mean() < 10.0 / 127.5
+        band_runtime = camera_band(frame, encoding, spec)  # what the node does: crop and resize first, colours last
+        assert np.array_equal(band_runtime, crop_band(np.ascontiguousarray(to_bgr(frame, encoding)), spec))
+        assert np.abs(to_tensor(band_runtime) - x).mean() < 10.0 / 127.5
 
 
 def test_point_straight_ahead_lands_on_the_principal_point_and_centre_column():

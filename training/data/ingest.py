@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from metasteer.image_msg import image_array
-from metasteer.preprocess import ImageError, PreprocessSpec, crop_band, to_bgr
+from metasteer.preprocess import ImageError, PreprocessSpec, camera_band
 from simulator.base import SceneFeatures
 from training.data.format import DatasetError
 from training.data.writer import finish_manifest, write_shard
@@ -71,7 +71,7 @@ def ingest(bag: Path, out: Path, cfg: IngestConfig = IngestConfig(), spec: Prepr
             if conn.topic == cfg.camera_topic:
                 try:
                     img = image_array(msg.encoding, msg.height, msg.width, msg.step, msg.data)
-                    frames.append((_stamp(msg), crop_band(np.ascontiguousarray(to_bgr(img, msg.encoding)), spec)))
+                    frames.append((_stamp(msg), np.ascontiguousarray(camera_band(img, msg.encoding, spec))))
                 except ImageError:
                     skipped["malformed_image"] += 1
             elif conn.topic == cfg.control_topic:
