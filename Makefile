@@ -34,10 +34,10 @@ bench: setup
 	$(BIN)/metasteer bench sample-efficiency --json
 	$(BIN)/metasteer bench events-curve --steps 2000 --episodes 24 --json
 
-# Regenerates models/{mse,learned}.onnx and their cards with the project's own pipeline (seed 0).
+# Regenerates models/{mse,oversample,learned}.onnx and their cards with the project's own pipeline (seed 0).
 models: setup
 	$(BIN)/metasteer pipeline --out runs/models --seed 0
-	cp runs/models/export/mse.onnx runs/models/export/mse.md runs/models/export/learned.onnx runs/models/export/learned.md models/
+	for m in mse oversample learned; do cp runs/models/export/$$m.onnx runs/models/export/$$m.md models/; done
 
 clean:
 	rm -rf runs .pytest_cache

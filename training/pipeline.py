@@ -120,7 +120,7 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
 
     tuned = {}
     for k, space in enumerate(("oversample", "learned")):
-        t = _stage(f"{5 + k}/9 tune {space} (closed loop, rare-scene pass rate on tuning routes, warm start from {mse_run.name})")
+        t = _stage(f"{5 + k}/9 tune {space} (closed loop, rare-scene pass rate on tuning routes, warm start from {mse_run.relative_to(out)})")
         budget = TrialBudget(space=space, steps=n["trial_steps"], lr=dcfg.dagger_lr, init_from=str(mse_run), episodes=n["tune_episodes"],
                              abnormal_rate=cfg.eval_abnormal_rate, max_time_s=n["max_time_s"])
         tuned[space] = tune(out / "tune" / space, TuneConfig(budget=n["tune_budget"], init=min(3, n["tune_budget"]), parallel=2, seed=cfg.seed),
@@ -243,7 +243,7 @@ def _markdown(r: dict, sheet: Path) -> str:
                   f"{'n/a' if ci is None else f'[{fmt_signed(ci[0])}, {fmt_signed(ci[1])}]'}): DAgger was **{'kept' if dec['kept'] else 'not kept'}**; "
                   "the learned loss trained on the same data.", ""]
     lines += ["## The learned loss against MSE and oversampling", "",
-              f"Every model below is fine-tuned from `{Path(r['start']).name}` on the same data for the same {r['sizes']['trial_steps']} steps; "
+              f"Every model below is fine-tuned from `{Path(r['start']).relative_to(r['run'])}` on the same data for the same {r['sizes']['trial_steps']} steps; "
               "only the loss (and the share of rare frames per batch) differs. MSE is the learned search's first trial (tau = 0).", ""]
     for space, t in r["tuning"].items():
         lines += [f"### Search: {space} ({len(t['trials'])} trials, rare-scene pass rate on {r['choice']['routes']} tuning routes)", "",
@@ -270,6 +270,7 @@ def _markdown(r: dict, sheet: Path) -> str:
     lines += ["", "## Figures", "", f"![contact sheet]({sheet.name})", "", "![pass rates](compare/rare/compare.png)", "",
               *[f"![{name} trajectories](compare/rare/trajectories_{name}.png)\n" for name in NAMES],
               f"![learning curve, learned]({learned_run}/learning_curve.png)", "",
+              *([f"![what the learned loss weighs]({learned_run}/learned_loss.png)", ""] if (Path(r["models"]["learned"]) / "learned_loss.png").exists() else []),
               *[f"![{space} search](tune/{space}/convergence.png)\n" for space in r["tuning"]],
               f"Stage timings (s): `{json.dumps({k: round(v, 1) for k, v in r['timings_s'].items()})}`", ""]
     return "\n".join(lines)
