@@ -315,7 +315,7 @@ class CarlaWorld(World):
         self.ego_s, ego_d = self.road.project(x, y, s_hint=self.ego_s)
         actors = self._route_actors()
         pose = EgoPose(self.ego_s, ego_d, yaw, speed, self.vehicle.length, self.vehicle.width)
-        features, category = describe(self.road, actors, pose, self.expert.p.pass_window_s)
+        features, category = describe(self.road, actors, pose, self.expert.params.pass_window_s)
         self._evading = category in ("pedestrian", "obstacle")
         plans, must_stop = self.expert.plan(pose.front_s, speed, actors)
         steer = self.expert.steer(VehicleState(x, y, yaw, speed), self.ego_s, plans)
