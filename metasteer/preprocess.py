@@ -68,6 +68,10 @@ def check_image(image: np.ndarray, encoding: str) -> None:
 def to_bgr(image: np.ndarray, encoding: str) -> np.ndarray:
     """(H, W, C) uint8 in ``encoding`` -> (H, W, 3) uint8 BGR (a view where possible)."""
     check_image(image, encoding)
+    return _bgr_view(image, encoding)
+
+
+def _bgr_view(image: np.ndarray, encoding: str) -> np.ndarray:
     if encoding == "bgra8":
         return image[:, :, :3]
     if encoding == "rgb8":
@@ -89,7 +93,7 @@ def camera_band(image: np.ndarray, encoding: str, spec: PreprocessSpec) -> np.nd
     raw frame first (whole rows of it are contiguous) and converts the colours of the small band:
     the same pixels as converting first (tested), measured 0.28 ms instead of 1.14 ms at 800x600 bgra8."""
     check_image(image, encoding)
-    return to_bgr(crop_band(image, spec), encoding)
+    return _bgr_view(crop_band(image, spec), encoding)
 
 
 def to_tensor(band_bgr: np.ndarray) -> np.ndarray:

@@ -128,9 +128,9 @@ def steering_node(models, tmp_path):
         stop(p)
 
 
-def wait_for_node(h, timeout=30.0):
+def wait_for_node(h, timeout=30.0, camera_topic="/carla/ego_vehicle/rgb_front/image"):
     end = time.monotonic() + timeout
-    while h.node.count_subscribers("/carla/ego_vehicle/rgb_front/image") == 0:
+    while h.node.count_subscribers(camera_topic) == 0:
         assert time.monotonic() < end, "steering node did not come up"
         spin(h, 0.1)
     spin(h, 0.5)
@@ -324,11 +324,7 @@ def test_the_fallback_message_set_without_carla_msgs(harness, steering_node, mod
     collision_pub = h.node.create_publisher(String, f"{base}/collision", 10)
     joys = []
     h.node.create_subscription(Joy, f"{base}/vehicle_control_cmd", joys.append, 10)
-    end = time.monotonic() + 30
-    while h.node.count_subscribers(f"{base}/rgb_front/image") == 0:
-        assert time.monotonic() < end, "steering node did not come up"
-        spin(h, 0.1)
-    spin(h, 0.5)
+    wait_for_node(h, camera_topic=f"{base}/rgb_front/image")
     collision_pub.publish(String(data="not json"))
     collision_pub.publish(String(data=json.dumps({"other_actor_id": 7, "normal_impulse": [50.0, 0.0, 0.0]})))
     for _ in range(3):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -21,6 +22,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def claim_request(out: Path, request: dict, what: str, error: type[Exception] = ValueError) -> bool:
@@ -37,5 +42,5 @@ def claim_request(out: Path, request: dict, what: str, error: type[Exception] = 
         if held != wanted:
             raise error(f"{out}: holds a {what} with a different request ({path}); use another --out or the same arguments to resume")
         return True
-    atomic_write_bytes(path, (json.dumps(wanted, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write_json(path, wanted)
     return False

@@ -22,8 +22,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from training.files import atomic_write_bytes
-
 FORMAT_NAME = "metasteer-dataset"
 FORMAT_VERSION = 1
 COLOUR_ORDER = "BGR"
@@ -48,10 +46,6 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def read_json(path: Path) -> Any:

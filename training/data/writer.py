@@ -15,13 +15,12 @@ from training.data.format import (
     COLOUR_ORDER,
     FORMAT_NAME,
     FORMAT_VERSION,
-    atomic_write_bytes,
-    atomic_write_json,
     read_json,
     sha256_file,
     shard_name,
     shard_paths,
 )
+from training.files import atomic_write_bytes, atomic_write_json
 
 
 def write_shard(root: Path, shard: int, images: np.ndarray, table: pa.Table, event_gap_frames: int) -> dict:

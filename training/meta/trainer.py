@@ -7,7 +7,7 @@ re-initialised every ``reset_every`` steps so phi sees every stage of training.
 ``schedule="pretrain"`` meta-trains phi on its own model first and then freezes it for a fresh model
 (ML3's meta-test protocol); ``"online"`` learns phi along the very run that produces the shipped model,
 every ``meta_every`` of its steps, with a lookahead through that run's own Adam state
-(``update_phi``).
+(``PhiUpdater.update``).
 
 Measured on this project's data (tuning seeds, not the benchmark's): with ``"inner"`` updates on a
 freshly reset model, the one-step lookahead learned to *down*-weight the rare frames (an untrained
@@ -29,8 +29,7 @@ from training.meta.lookahead import SGD, AdamLookahead
 from training.meta.types import Batch, MetaResult, TaskLoss
 
 ENGINES = {"func": meta_gradient_func, "higher": meta_gradient_higher}
-
-ENGINE_NAMES = ("func", "higher")
+ENGINE_NAMES = tuple(ENGINES)
 
 
 @dataclass(frozen=True)
