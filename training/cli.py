@@ -142,6 +142,12 @@ def _cmd_bench_events_curve(args: argparse.Namespace) -> dict:
                               seed=args.seed, progress=not args.no_progress)
 
 
+def _cmd_bench_dagger_curve(args: argparse.Namespace) -> dict:
+    from training.bench.dagger_curve import bench_dagger_curve
+
+    return bench_dagger_curve(Path(args.run), Path(args.work), episodes=args.episodes, progress=not args.no_progress)
+
+
 def _cmd_bench_train_step(args: argparse.Namespace) -> dict:
     from training.bench.train_step import bench_train_step
 
@@ -332,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--episodes", type=int, default=24, help="paired held-out routes")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p = command("dagger-curve", _cmd_bench_dagger_curve, "per loss (mse, oversample, learned): closed-loop pass rate vs DAgger rounds "
+                "of a pipeline run", parent=bench)
+    p.add_argument("--run", default="runs/models", help="a finished `metasteer pipeline` run")
+    p.add_argument("--work", default="runs/bench_dagger_curve", help="runs and results go here (reused when re-run)")
+    p.add_argument("--episodes", type=int, default=None, help="paired held-out routes (default: the pipeline's)")
     p.add_argument("--no-progress", action="store_true")
     p = command("meta-step", _cmd_bench_meta_step, "seconds per plain / meta step, per engine and unroll; head-only variant", parent=bench)
     p.add_argument("--batch", type=int, default=32)
