@@ -19,7 +19,8 @@ def _save(path: Path, nodes: list, consts: dict[str, float], tag: str) -> Path:
     steer = helper.make_tensor_value_info("steer", TensorProto.FLOAT, ["N"])
     inits = [numpy_helper.from_array(np.array(v, np.float32), name) for name, v in consts.items()]
     graph = helper.make_graph(nodes, tag, [image], [steer], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    # IR 8, as `metasteer export` writes: the newest onnx would write an IR that older onnxruntimes refuse
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     for key, value in (("preprocess", spec.to_json()), ("output", "steer, +1 = full right"), ("loss", '{"family": "' + tag + '"}')):
         model.metadata_props.add(key=META_PREFIX + key, value=value)
     onnx.checker.check_model(model)

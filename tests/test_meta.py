@@ -121,3 +121,14 @@ def test_higher_engine_refuses_the_adam_lookahead():
     g = torch.Generator().manual_seed(0)
     with pytest.raises(ValueError, match="SGD lookahead only"):
         ENGINES["higher"](model, _losses()[1], emphasised_mse(3, 1.0), [_batch(4, g)], _batch(4, g), AdamLookahead(model, opt))
+
+
+def test_meta_step_bench_runs_on_real_frames_with_the_training_features():
+    """The benchmark builds its loss on the features training uses (category one-hots included) and
+    times every engine; its cosine compares two real meta-gradients."""
+    from training.bench.meta_step import bench_meta_step
+
+    out = bench_meta_step(batch=8, repeats=1)
+    assert set(out["meta_step_s"]) == {f"{e}_k{k}" for e in ENGINES for k in (1, 5)} | {"head_only_k1"}
+    assert all(v > 0 for v in out["meta_step_s"].values()) and out["plain_step_s"] > 0
+    assert -1.0 <= out["cheap_grad_cosine_min"] <= out["cheap_grad_cosine"] <= 1.0

@@ -154,13 +154,13 @@ def test_the_learned_loss_does_not_move_while_the_fresh_model_trains(small_datas
     fit_phase = Run._fit_phase
 
     def recording(self, *args, **kwargs):  # the real fit phase, with the loss's state noted as it starts
-        seen["after_meta"] = {k: v.clone() for k, v in self.loss.state_dict().items()}
+        seen["after_meta"] = {k: v.detach().cpu().clone() for k, v in self.loss.state_dict().items()}
         return fit_phase(self, *args, **kwargs)
 
     monkeypatch.setattr(Run, "_fit_phase", recording)
     run = Run(tmp_path / "run", small_dataset, None, LossSpec(loss="weighted"), MetaConfig(),
               TrainConfig(steps=15, meta_steps=8, batch_size=16, meta_batch_size=8, width_mult=0.25, eval_every=15, warmup_steps=2))
-    initial = {k: v.clone() for k, v in run.loss.state_dict().items()}
+    initial = {k: v.detach().cpu().clone() for k, v in run.loss.state_dict().items()}  # the saved state is on the CPU
     run.run(progress=False)
     final = load(tmp_path / "run" / "loss.pt")["state_dict"]
     assert any(not torch.equal(initial[k], seen["after_meta"][k]) for k in initial)  # meta-training moved phi
@@ -184,7 +184,7 @@ def test_an_online_learned_loss_moves_along_the_run_and_is_mse_at_tau_zero(small
 
     run = _online(small_dataset, tmp_path / "online", 2.0)
     assert run.phases == ["fit"]
-    initial = {k: v.clone() for k, v in run.loss.state_dict().items()}
+    initial = {k: v.detach().cpu().clone() for k, v in run.loss.state_dict().items()}  # the saved state is on the CPU
     run.run(progress=False)
     final = load(tmp_path / "online" / "loss.pt")["state_dict"]
     assert any(not torch.equal(initial[k], final[k]) for k in initial)

@@ -25,6 +25,8 @@ def _frames(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
     from metasteer.preprocess import to_tensor
     from simulator.base import SceneFeatures
     from simulator.embedded import embedded_world
+    from simulator.encounters import RARE_CATEGORIES
+    from training.data.arrays import CATEGORY_FEATURES
 
     world = embedded_world(0.3)
     obs, frames, ys, feats = world.reset(seed), [], [], []
@@ -35,9 +37,10 @@ def _frames(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
         if len(frames) < n and world.time_s % 0.5 < 0.05:
             frames.append(obs.image[:, :, :3])
             ys.append(obs.expert_control.steer)
-            feats.append(obs.features.as_array())
+            onehot = [float(obs.category == c) for c in RARE_CATEGORIES]  # as the training arrays append them
+            feats.append(np.concatenate([obs.features.as_array(), onehot]).astype(np.float32))
     x = torch.from_numpy(to_tensor(np.stack(frames)))
-    return x, torch.tensor(ys, dtype=torch.float32), torch.from_numpy(np.stack(feats)), SceneFeatures.names()
+    return x, torch.tensor(ys, dtype=torch.float32), torch.from_numpy(np.stack(feats)), list(SceneFeatures.names()) + list(CATEGORY_FEATURES)
 
 
 def _time(fn, repeats: int) -> float:
