@@ -48,7 +48,9 @@ class OnnxPolicy:
         try:
             session = ort.InferenceSession(blob, sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for broken files
-            raise PolicyError(f"{path}: not a loadable ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            # onnxruntime puts its source location first and the reason last: keep the end
+            raise PolicyError(f"{path}: not a loadable ONNX model ({type(exc).__name__}: {first if len(first) <= 300 else '...' + first[-300:]})") from None
         meta = dict(session.get_modelmeta().custom_metadata_map)
         if META_PREFIX + "preprocess" not in meta:
             raise PolicyError(f"{path}: no '{META_PREFIX}preprocess' metadata; export it with `metasteer export`")

@@ -77,6 +77,11 @@ def test_broken_or_truncated_model_files_are_rejected_with_the_reason(trained_ru
     onnx.save(proto, tmp_path / "bare.onnx")
     with pytest.raises(PolicyError, match="no 'metasteer.preprocess' metadata"):
         OnnxPolicy.load(tmp_path / "bare.onnx")
+    proto = onnx.load(tmp_path / "good.onnx")
+    proto.ir_version = 99  # a file from a newer exporter than this onnxruntime reads: the reason, not its source location
+    onnx.save(proto, tmp_path / "future.onnx")
+    with pytest.raises(PolicyError, match="future.onnx: not a loadable ONNX model .*IR version: 99"):
+        OnnxPolicy.load(tmp_path / "future.onnx")
 
 
 def test_evaluator_is_deterministic_and_reports_cis(trained_run, tmp_path):
