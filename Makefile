@@ -33,6 +33,7 @@ bench: setup
 	$(BIN)/metasteer bench node-latency --model models/learned.onnx --json
 	$(BIN)/metasteer bench sample-efficiency --json
 	$(BIN)/metasteer bench events-curve --steps 2000 --episodes 24 --json
+	$(BIN)/metasteer bench dagger-curve --run runs/models --json  # needs `make models` first
 
 # Regenerates models/{mse,oversample,learned}.onnx and their cards with the project's own pipeline (seed 0).
 models: setup

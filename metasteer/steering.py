@@ -68,8 +68,10 @@ class Stats:
 class SteeringCore:
     """Holds the current policy and turns frames into commands. Thread-safe model swaps."""
 
-    def __init__(self, safety: SafetyConfig, dt_s: float = 0.05) -> None:
+    def __init__(self, safety: SafetyConfig, dt_s: float = 0.05, threads: int = 1) -> None:
+        """``threads``: onnxruntime's intra-op threads for every model this core loads."""
         self.safety = safety
+        self.threads = threads
         self.policy: OnnxPolicy | None = None
         self.speed = SpeedController(safety.target_speed_mps, dt_s=dt_s)
         self.speed_mps = 0.0
@@ -82,7 +84,7 @@ class SteeringCore:
     def swap_model(self, path: str) -> tuple[bool, str]:
         """Load and validate ``path``; on success it drives from the next frame on. Never raises."""
         try:
-            policy = OnnxPolicy.load(path)
+            policy = OnnxPolicy.load(path, threads=self.threads)
         except PolicyError as exc:
             self.stats.rejected_swaps += 1
             return False, str(exc)

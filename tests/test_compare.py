@@ -114,6 +114,16 @@ def test_full_right_leaves_the_road_within_seconds_and_scores_below_a_trained_mo
     assert (tmp_path / "compare.png").exists() and (tmp_path / "compare.json").exists()
 
 
+def test_the_steering_core_runs_every_model_it_loads_with_its_thread_count(known_models):
+    from metasteer.steering import SafetyConfig, SteeringCore
+
+    for threads in (1, 2):
+        core = SteeringCore(SafetyConfig(), threads=threads)
+        ok, why = core.swap_model(str(known_models["nan"]))
+        assert ok, why
+        assert core.policy.session.get_session_options().intra_op_num_threads == threads
+
+
 def test_a_model_that_outputs_nan_brakes(known_models):
     res = evaluate(known_models["nan"], WorldConfig(abnormal_rate=0.0), EvalConfig(episodes=1, seed=0, workers=1, max_time_s=10.0),
                    progress=False)

@@ -131,4 +131,4 @@ def test_meta_step_bench_runs_on_real_frames_with_the_training_features():
     out = bench_meta_step(batch=8, repeats=1)
     assert set(out["meta_step_s"]) == {f"{e}_k{k}" for e in ENGINES for k in (1, 5)} | {"head_only_k1"}
     assert all(v > 0 for v in out["meta_step_s"].values()) and out["plain_step_s"] > 0
-    assert -1.0 <= out["cheap_grad_cosine_min"] <= out["cheap_grad_cosine"] <= 1.0
+    assert out["cheap_grad_batches"] >= 1 and -1.0 <= out["cheap_grad_cosine_min"] <= out["cheap_grad_cosine"] <= 1.0

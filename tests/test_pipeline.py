@@ -1,22 +1,30 @@
 """The main job end to end (`metasteer pipeline --quick`): every stage runs for real, once."""
 
 import json
+import os
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from metasteer.policy import OnnxPolicy
-from tests.conftest import METASTEER
+from tests.conftest import METASTEER, ROOT
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("pipeline") / "run"
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    res = subprocess.run(METASTEER + ["pipeline", "--quick", "--out", str(out), "--json", "--no-progress"], env=env,
+                         capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out, json.loads(res.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
-def test_quick_pipeline_end_to_end(tmp_path, cli_env):
-    out = tmp_path / "run"
-    res = subprocess.run(METASTEER + ["pipeline", "--quick", "--out", str(out), "--json", "--no-progress"], env=cli_env,
-                         capture_output=True, text=True, timeout=1200)
-    assert res.returncode == 0, res.stderr[-3000:]
-    summary = json.loads(res.stdout.strip().splitlines()[-1])
+def test_quick_pipeline_end_to_end(quick_run):
+    out, summary = quick_run
     report = json.loads((out / "report.json").read_text())
     assert set(report["dataset"]["events"]) == {"pedestrian", "obstacle", "sharp_bend"}
     assert report["dagger"]["rounds"][0]["frames"] > 0 and report["dagger_decision"]["kept"] in (True, False)
@@ -35,7 +43,14 @@ def test_quick_pipeline_end_to_end(tmp_path, cli_env):
     assert not np.allclose(steer["mse"], steer["oversample"])  # the baselines are different models
     # the learned model ships only when it beat MSE on the tuning routes; otherwise it is MSE itself
     assert np.allclose(steer["mse"], steer["learned"]) == (not report["choice"]["kept"])
-    assert report["choice"]["kept"] == ((report["choice"]["paired_diff"]["diff"] or 0) > 0)
+    choice = report["choice"]
+    assert choice["kept"] == ((choice["paired_diff"]["diff"] or 0) > 0)
+    # the finalists (MSE and each search's best trials) are re-driven on fresh tuning routes
+    assert set(choice["finalists"]) == {"mse", "oversample-0", "oversample-1", "learned-1"}
+    assert report["models"]["oversample"] == choice["finalists"][choice["best"]["oversample"]]["run"]
+    fresh = json.loads((out / "choice" / "compare.json").read_text())["routes"]
+    searched = json.loads((out / "tune" / "learned" / "bo" / "trials" / "trial-000" / "trial.json").read_text())["routes"]
+    assert len(fresh) == 2 and not set(fresh) & set(searched)
     tuning = report["tuning"]
     assert [len(tuning[s]["trials"]) for s in ("oversample", "learned")] == [2, 2]
     assert tuning["learned"]["trials"][0]["method"] == "fixed" and tuning["learned"]["trials"][0]["params"]["tau"] == 0.0
@@ -43,3 +58,30 @@ def test_quick_pipeline_end_to_end(tmp_path, cli_env):
     text = (out / "report.md").read_text()
     for png in ("contact_sheet.png", "compare/rare/compare.png", "compare/rare/trajectories_mse.png", "tune/learned/convergence.png"):
         assert (out / png).exists() and png in text
+
+
+@pytest.mark.slow
+def test_dagger_curve_trains_each_round_as_the_trials_were_and_reuses_the_last(quick_run, tmp_path, cli_env):
+    """`bench dagger-curve` on the pipeline's run: one point per DAgger round (0 = collected data only),
+    each round's three models started from that round's model on that round's data; the last round is
+    the trials themselves when they started there."""
+    out, _ = quick_run
+    res = subprocess.run(METASTEER + ["bench", "dagger-curve", "--run", str(out), "--work", str(tmp_path / "curve"), "--episodes", "2",
+                                      "--json", "--no-progress"], env=cli_env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    curve = json.loads(res.stdout.strip().splitlines()[-1])
+    report = json.loads((out / "report.json").read_text())
+    assert [p["round"] for p in curve["points"]] == [0, 1]
+    first, last = curve["points"]
+    assert all(last["events"][c] >= first["events"][c] for c in first["events"]) and sum(last["events"].values()) > sum(first["events"].values())
+    finalist = {"mse": "mse"} | report["choice"]["best"]
+    for name in ("mse", "oversample", "learned"):
+        request = json.loads((Path(first["runs"][name]) / "request.json").read_text())
+        assert request["train"]["init_from"] == str(out / "runs" / "mse") and request["data"] == str(out / "data" / "train")
+        assert set(first["models"][name]["pass_rate"]) == {"pedestrian", "obstacle", "sharp_bend", "rare"}
+        trial_run = report["choice"]["finalists"][finalist[name]]["run"]
+        trial = json.loads((Path(trial_run) / "request.json").read_text())
+        assert request["loss"] == trial["loss"] and request["meta"] == trial["meta"] and request["train"]["steps"] == trial["train"]["steps"]
+        # the last round is the trial itself exactly when the trials started from the last DAgger model
+        assert (last["runs"][name] == trial_run) == report["dagger_decision"]["kept"]
+    assert Path(curve["plot"]).exists()

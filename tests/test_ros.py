@@ -344,9 +344,9 @@ def test_node_latency_bench_measures_the_node_against_an_echo_of_the_same_transp
     node too, and the node's overhead is their difference (no timing threshold: a benchmark's job)."""
     from tests.conftest import METASTEER
 
-    out = subprocess.run(METASTEER + ["bench", "node-latency", "--model", models["a"], "--frames", "20", "--json"], env=cli_env,
+    out = subprocess.run(METASTEER + ["bench", "node-latency", "--model", models["a"], "--frames", "20", "--threads", "2", "--json"], env=cli_env,
                          capture_output=True, text=True, timeout=300, check=True)
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert r["transport"]["answered_fraction"] == 1.0 and r["answered_fraction"] == 1.0
     assert r["overhead_p50_ms"] == pytest.approx(r["p50_ms"] - r["transport_p50_ms"])
-    assert r["interface"] == "carla_msgs" and r["inference_p50_ms"] > 0
+    assert r["interface"] == "carla_msgs" and r["inference_p50_ms"] > 0 and r["inference_threads"] == 2

@@ -194,7 +194,8 @@ def _cmd_bench_node_latency(args: argparse.Namespace) -> dict:
     import subprocess
 
     # runs in its own process: the benchmark is ROS code, and training never imports rclpy
-    out = subprocess.run([sys.executable, "-m", "metasteer.nodes.bench_latency", "--model", args.model, "--frames", str(args.frames)],
+    out = subprocess.run([sys.executable, "-m", "metasteer.nodes.bench_latency", "--model", args.model, "--frames", str(args.frames),
+                          "--threads", str(args.threads)],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -325,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("node-latency", _cmd_bench_node_latency, "camera -> control through real DDS, 800x600 bgra8, 20 Hz and faster", parent=bench)
     p.add_argument("--model", default="models/learned.onnx", help="ONNX model the node loads")
     p.add_argument("--frames", type=int, default=200)
+    p.add_argument("--threads", type=int, default=1, help="the node's onnxruntime intra-op threads")
 
     p = command("train-step", _cmd_bench_train_step, "training step time: compute vs input path (data_share), CPU and CUDA", parent=bench)
     p.add_argument("--frames", type=int, default=8000)

@@ -5,10 +5,12 @@ baseline -> DAgger rounds on it (kept only if they pass more rare scenes on tuni
 tune the oversampling baseline and the learned loss with the same budget (BoTorch, closed loop,
 rare-scene pass rate on tuning routes; every trial fine-tunes the same starting model on the same
 aggregated data for the same steps, so the losses stand on equal footing, and the learned search
-runs MSE itself, tau = 0, as its first trial) -> choose by a paired comparison on the tuning routes
-(the learned loss ships only if it passes more rare scenes than MSE there; otherwise MSE is shipped
-in its place and the report says so) -> export mse, oversample, learned -> ``compare`` on paired
-held-out routes (rare-scene rate 0.1, and 0 for the plain road) -> report + model cards.
+runs MSE itself, tau = 0, as its first trial) -> choose: the best trials of each search and MSE
+are re-driven on fresh tuning routes (more routes for the best), per search the best by pooled
+pass rate is kept, and the learned loss ships only if it passes more rare scenes than MSE on the
+fresh routes, paired (otherwise MSE is shipped in its place and the report says so) -> export
+mse, oversample, learned -> ``compare`` on paired held-out routes (rare-scene rate 0.1, and 0 for
+the plain road) -> report + model cards.
 
 Every stage keeps its outputs under ``OUT/`` and resumes: re-running a killed pipeline continues.
 """
@@ -20,11 +22,15 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from simulator.factory import WorldConfig
 from training.data.collect import CollectConfig, collect
 from training.data.contact_sheet import contact_sheet
 from training.data.dataset import DrivingDataset
+
+if TYPE_CHECKING:
+    from training.evaluate import EvalConfig
 
 NAMES = ("mse", "oversample", "learned")
 RECORD_EVERY = 4  # 5 Hz: neighbouring frames at 10 Hz are near copies; the events are what is scarce
@@ -42,7 +48,9 @@ class PipelineConfig:
     dagger_steps: int = field(default=1500, metadata={"help": "fine-tuning steps per DAgger round"})
     tune_budget: int = field(default=6, metadata={"help": "closed-loop trials of each search (oversampling, learned loss)"})
     trial_steps: int = field(default=600, metadata={"help": "fine-tuning steps of every trial (and so of every shipped model)"})
-    tune_episodes: int = field(default=24, metadata={"help": "paired tuning routes (DAgger decision, every trial, the final choice)"})
+    tune_episodes: int = field(default=24, metadata={"help": "paired tuning routes (DAgger decision, every trial)"})
+    finalists: int = field(default=2, metadata={"help": "best trials of each search re-driven, with MSE, on fresh tuning routes for the final choice"})
+    choice_episodes: int = field(default=48, metadata={"help": "fresh paired tuning routes of the final choice (more routes for the best trials)"})
     eval_episodes: int = field(default=48, metadata={"help": "paired held-out routes per model at the rare-scene rate"})
     clear_episodes: int = field(default=16, metadata={"help": "paired held-out routes without rare scenes (rate 0)"})
     eval_abnormal_rate: float = field(default=0.1, metadata={"help": "rare-scene rate of the evaluation and tuning routes"})
@@ -51,10 +59,12 @@ class PipelineConfig:
         if self.quick:
             return {"frames": min(self.frames, 3000), "meta_frames": 600, "steps": 120, "tune_budget": 2, "trial_steps": 30,
                     "dagger_rounds": min(self.dagger_rounds, 1), "dagger_routes": 2, "dagger_steps": 40, "tune_episodes": 2, "episodes": 4,
+                    "finalists": 2, "choice_episodes": 2,
                     "clear_episodes": 2, "max_time_s": 45.0}
         return {"frames": self.frames, "meta_frames": max(1000, self.frames // 10), "steps": self.steps, "tune_budget": self.tune_budget,
                 "trial_steps": self.trial_steps, "dagger_rounds": self.dagger_rounds, "dagger_routes": self.dagger_routes,
                 "dagger_steps": self.dagger_steps, "tune_episodes": self.tune_episodes, "episodes": self.eval_episodes,
+                "finalists": self.finalists, "choice_episodes": self.choice_episodes,
                 "clear_episodes": self.clear_episodes, "max_time_s": 150.0}
 
 
@@ -127,18 +137,9 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
                             "closed-loop", baseline=False, progress=progress, data=train_data, meta_data=meta_data, budget=budget, world_cfg=world_cfg)
         timings[f"tune_{space}_s"] = time.perf_counter() - t
 
-    t = _stage("7/9 choose: paired comparison of the best trials with MSE on the tuning routes")
-    trial_dir = {space: out / "tune" / space / "bo" / "trials" for space in tuned}
-    runs = {"mse": trial_dir["learned"] / "trial-000",  # the learned search's fixed first trial: tau = 0, uniform batches
-            "oversample": trial_dir["oversample"] / f"trial-{tuned['oversample']['bo']['best']['trial']:03d}",
-            "learned": trial_dir["learned"] / f"trial-{tuned['learned']['bo']['best']['trial']:03d}"}
-    choice = compare([runs[name] for name in NAMES], eval_world, tune_eval, out / "choice", names=list(NAMES), progress=progress)
-    learned_diff = choice["models"]["learned"]["paired_diff"]["pass_rate_rare"]
-    chosen = {"learned_trial": tuned["learned"]["bo"]["best"]["trial"], "paired_diff": learned_diff,
-              "kept": runs["learned"] != runs["mse"] and (learned_diff["diff"] or 0.0) > 0,
-              "rare_pass_rate": {name: choice["models"][name]["pass_rate"]["rare"]["rate"] for name in NAMES}}
-    if not chosen["kept"]:
-        runs["learned"] = runs["mse"]  # never ship worse than MSE: tau = 0 is MSE
+    t = _stage(f"7/9 choose: the best {n['finalists']} trials of each search and MSE, re-driven on {n['choice_episodes']} fresh tuning routes")
+    runs, chosen = choose(out, tuned, eval_world, EvalConfig(episodes=n["choice_episodes"], seed=cfg.seed + 1, workers=2, split="tune",
+                                                             max_time_s=n["max_time_s"]), n["finalists"], progress)
     timings["choice_s"] = time.perf_counter() - t
 
     t = _stage("8/9 export to ONNX")
@@ -160,7 +161,7 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
         "dagger": dag, "dagger_decision": decision, "models": {k: str(v) for k, v in runs.items()}, "start": str(mse_run),
         "tuning": {space: {"best": r["bo"]["best"], "trials": _trials(r["bo"]["log"]), "best_so_far": r["bo"]["best_so_far"]}
                    for space, r in tuned.items()},
-        "choice": {**chosen, "routes": n["tune_episodes"]},
+        "choice": chosen,
         "offline": {name: json.loads((runs[name] / "result.json").read_text())["val"] for name in NAMES},
         "compare": {"rare": _strip(rare), "clear": _strip(clear)}, "exported": exported, "timings_s": timings,
     }
@@ -173,6 +174,41 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
             "compare": {name: {"rare_pass_rate": rare["models"][name]["pass_rate"]["rare"]["rate"],
                                "clear_route_completion": clear["models"][name]["route_completion"]["mean"]} for name in NAMES},
             "timings_s": timings}
+
+
+def choose(out: Path, tuned: dict, world: WorldConfig, cfg: EvalConfig, finalists: int, progress: bool) -> tuple[dict[str, Path], dict]:
+    """The models to ship: MSE (the learned search's fixed tau = 0 trial) and, per search, the finalist
+    with the most rare scenes passed over its trial's routes and ``cfg``'s fresh tuning routes together
+    (more routes for the best: a search's maximum over few routes is biased upwards). The learned loss is
+    kept only if it passes more rare scenes than MSE on the fresh routes, paired; otherwise MSE ships in
+    its place (tau = 0 is MSE)."""
+    from training.compare import compare
+
+    trials = {space: out / "tune" / space / "bo" / "trials" for space in tuned}
+    mse = trials["learned"] / "trial-000"
+    runs = {"mse": mse}
+    for space in tuned:
+        ranked = sorted(_trials(tuned[space]["bo"]["log"]), key=lambda x: -x["y"])
+        picks = [x["trial"] for x in ranked if not (space == "learned" and x["trial"] == 0)][:finalists]
+        runs |= {f"{space}-{k}": trials[space] / f"trial-{k:03d}" for k in picks}
+    judged = compare(list(runs.values()), world, cfg, out / "choice", names=list(runs), progress=progress)
+
+    def pooled(name: str) -> dict:
+        a, b = json.loads((runs[name] / "trial.json").read_text())["pass_rate"]["rare"], judged["models"][name]["pass_rate"]["rare"]
+        return {"trial_routes": a["rate"], "fresh_routes": b["rate"], "pooled": (a["passed"] + b["passed"]) / max(a["n"] + b["n"], 1)}
+
+    scores = {name: pooled(name) for name in runs}
+    best = {space: max((k for k in runs if k.startswith(space + "-")), key=lambda k: scores[k]["pooled"], default="mse") for space in tuned}
+    diff = judged["models"][best["learned"]].get("paired_diff", {}).get("pass_rate_rare", {"diff": None, "ci95": None})
+    kept = best["learned"] != "mse" and (diff["diff"] or 0.0) > 0
+    params = {name: json.loads((runs[name] / "trial.json").read_text())["params"] for name in runs}
+    chosen = {"finalists": {k: {"run": str(v), "params": params[k], **scores[k]} for k, v in runs.items()}, "routes": cfg.episodes,
+              "best": best, "learned_trial": None if best["learned"] == "mse" else int(best["learned"].split("-")[1]),
+              "paired_diff": diff, "kept": kept,
+              "rare_pass_rate": {"mse": scores["mse"]["fresh_routes"], "oversample": scores[best["oversample"]]["fresh_routes"],
+                                 "learned": scores[best["learned"]]["fresh_routes"]},
+              "params": {"mse": params["mse"], "oversample": params[best["oversample"]], "learned": params[best["learned"]]}}
+    return {"mse": mse, "oversample": runs[best["oversample"]], "learned": runs[best["learned"]] if kept else mse}, chosen
 
 
 def _strip(result: dict) -> dict:
@@ -246,15 +282,20 @@ def _markdown(r: dict, sheet: Path) -> str:
               f"Every model below is fine-tuned from `{Path(r['start']).relative_to(r['run'])}` on the same data for the same {r['sizes']['trial_steps']} steps; "
               "only the loss (and the share of rare frames per batch) differs. MSE is the learned search's first trial (tau = 0).", ""]
     for space, t in r["tuning"].items():
-        lines += [f"### Search: {space} ({len(t['trials'])} trials, rare-scene pass rate on {r['choice']['routes']} tuning routes)", "",
+        lines += [f"### Search: {space} ({len(t['trials'])} trials, rare-scene pass rate on {r['sizes']['tune_episodes']} tuning routes)", "",
                   "| trial | proposed by | hyperparameters | pass rate |", "|---|---|---|---|"]
         lines += [f"| {x['trial']} | {x['method']} | `{json.dumps(x['params'])}` | {fmt_pct(x['y'])} |" for x in t["trials"]]
         lines.append("")
     ch = r["choice"]
     ci = ch["paired_diff"]["ci95"]
-    lines += [f"Paired on the tuning routes, best learned trial {ch['learned_trial']} vs MSE: pass rate {fmt_pct(ch['rare_pass_rate']['mse'])} -> "
-              f"{fmt_pct(ch['rare_pass_rate']['learned'])} (diff {fmt_signed(ch['paired_diff']['diff'])}, 95 % CI "
-              f"{'n/a' if ci is None else f'[{fmt_signed(ci[0])}, {fmt_signed(ci[1])}]'}); oversampling {fmt_pct(ch['rare_pass_rate']['oversample'])}. "
+    lines += [f"### Final choice: the best {r['sizes']['finalists']} trials of each search and MSE, re-driven on {ch['routes']} fresh tuning routes", "",
+              "| finalist | hyperparameters | trial routes | fresh routes | pooled |", "|---|---|---|---|---|"]
+    lines += [f"| {k} | `{json.dumps(f['params'])}` | {fmt_pct(f['trial_routes'])} | {fmt_pct(f['fresh_routes'])} | {fmt_pct(f['pooled'])} |"
+              for k, f in ch["finalists"].items()]
+    lines += ["", f"Chosen by the pooled pass rate: oversampling `{ch['best']['oversample']}`, learned `{ch['best']['learned']}`. "
+              f"On the fresh routes, paired with MSE: learned {fmt_pct(ch['rare_pass_rate']['learned'])} vs MSE {fmt_pct(ch['rare_pass_rate']['mse'])} "
+              f"(diff {fmt_signed(ch['paired_diff']['diff'])}, 95 % CI {'n/a' if ci is None else f'[{fmt_signed(ci[0])}, {fmt_signed(ci[1])}]'}); "
+              f"oversampling {fmt_pct(ch['rare_pass_rate']['oversample'])}. "
               + ("The learned loss was **kept**." if ch["kept"] else "The learned loss did **not** beat MSE there, so `learned.onnx` **is the MSE "
                                                                     "model** (tau = 0): the pipeline never ships a learned loss worse than MSE."), "",
               "## Targets (learned loss, held-out routes)", "",
@@ -285,7 +326,7 @@ def model_card(name: str, r: dict) -> str:
     spec = OnnxPolicy.load(e["onnx"]).spec
     rare, clear = r["compare"]["rare"], r["compare"]["clear"]
     m, c = rare["models"][name], clear["models"][name]
-    params = r["tuning"][name]["best"]["params"] if name in r["tuning"] else {}
+    params = r["choice"]["params"][name]
     loss = {"mse": "MSE", "oversample": f"MSE with {params.get('rare_fraction', 0):.0%} rare frames per batch",
             "learned": "MSE (the learned loss did not beat it on the tuning routes)" if r["targets"]["learned_is_mse"]
             else f"learned ({json.dumps(params)})"}[name]

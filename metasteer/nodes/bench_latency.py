@@ -78,7 +78,7 @@ def _stream(probes: list[_Probe], rate_hz: float, frames: int, payload: bytes) -
     return out
 
 
-def bench_node_latency(model: Path, frames: int = 200, rates: tuple[float, ...] = (50, 100, 150, 200)) -> dict:
+def bench_node_latency(model: Path, frames: int = 200, rates: tuple[float, ...] = (50, 100, 150, 200), threads: int = 1) -> dict:
     """20 Hz to the echo and the steering node interleaved, then the steering node alone at ``rates``."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
@@ -111,7 +111,8 @@ def bench_node_latency(model: Path, frames: int = 200, rates: tuple[float, ...] 
         procs.append(start("metasteer.nodes.echo_node", {"camera_topic": ECHO_IMAGE_TOPIC, "reply_topic": ECHO_REPLY_TOPIC}, env,
                            stdout=log, stderr=subprocess.STDOUT))
         procs.append(start("metasteer.nodes.steering_node", {"model_path": Path(model).resolve(), "interface": iface.name,
-                                                             "infraction_log": log.name + ".jsonl", "max_frame_age_s": 1.0},
+                                                             "infraction_log": log.name + ".jsonl", "max_frame_age_s": 1.0,
+                                                             "inference_threads": threads},
                            env, stdout=log, stderr=subprocess.STDOUT))
         echo.wait_for_subscriber(ECHO_IMAGE_TOPIC)
         steer.wait_for_subscriber(CAMERA_TOPIC)
@@ -136,7 +137,7 @@ def bench_node_latency(model: Path, frames: int = 200, rates: tuple[float, ...] 
             "max_fps": max(sustained) if sustained else 0.0, "max_measured_fps": max(r["fps"] for r in runs),
             "inference_p50_ms": float(values.get("inference_p50_ms", "nan")), "inference_p99_ms": float(values.get("inference_p99_ms", "nan")),
             "node_stamp_to_answer_p50_ms": float(values.get("end_to_end_p50_ms", "nan")),  # the node's own view: frame stamp -> command ready
-            "runs": runs, "transport": transport, "interface": iface.name, "frame": "800x600 bgra8", "publisher_qos": "reliable, keep-last 10 (carla-ros-bridge)",
+            "runs": runs, "transport": transport, "interface": iface.name, "inference_threads": threads, "frame": "800x600 bgra8", "publisher_qos": "reliable, keep-last 10 (carla-ros-bridge)",
             "fastdds_profile": env.get("FASTRTPS_DEFAULT_PROFILES_FILE")}
 
 
@@ -147,8 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="models/learned.onnx")
     parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=1, help="the node's onnxruntime intra-op threads")
     args = parser.parse_args(argv)
-    print(json.dumps(bench_node_latency(Path(args.model), frames=args.frames), sort_keys=True))
+    print(json.dumps(bench_node_latency(Path(args.model), frames=args.frames, threads=args.threads), sort_keys=True))
     return 0
 
 

@@ -40,7 +40,7 @@ DEFAULTS = {
     "role_name": "ego_vehicle", "camera": "rgb_front", "camera_topic": "", "control_topic": "", "speedometer_topic": "",
     "collision_topic": "", "lane_invasion_topic": "", "model_path": "", "target_speed_mps": 8.0, "camera_timeout_s": 0.5,
     "max_frame_age_s": 0.2, "interface": "auto", "infraction_log": "", "diagnostics_period_s": 1.0,
-    "watchdog_period_s": 0.1,
+    "watchdog_period_s": 0.1, "inference_threads": 1,
 }
 
 
@@ -67,7 +67,7 @@ class SteeringNode(Node):
         p = {name: self.get_parameter(name).value for name in DEFAULTS}
         base = f"/carla/{p['role_name']}"
         self.iface = resolve(p["interface"])
-        self.core = SteeringCore(SafetyConfig(p["camera_timeout_s"], p["max_frame_age_s"], p["target_speed_mps"]))
+        self.core = SteeringCore(SafetyConfig(p["camera_timeout_s"], p["max_frame_age_s"], p["target_speed_mps"]), threads=p["inference_threads"])
         self.log = InfractionLog(p["infraction_log"] or default_log_path())
         self._last_stamp_s: float | None = None
         self.control_pub = self.create_publisher(self.iface.control_type, p["control_topic"] or f"{base}/vehicle_control_cmd", 10)

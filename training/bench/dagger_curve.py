@@ -40,7 +40,7 @@ def _round_runs(pipeline: Path, report: dict, k: int, last: int, work: Path, pro
     data = [str(pipeline / "data" / "train")] + [str(pipeline / "dagger" / f"round-{r}" / "data") for r in range(1, k + 1)]
     runs = {}
     for name in NAMES:
-        trial = Path(report["models"][name] if name != "learned" else _best_trial(pipeline, report, "learned"))
+        trial = Path(report["models"][name] if name != "learned" else _learned_trial(pipeline, report))
         req = _trial_request(trial)
         if k == last and req["train"]["init_from"] == str(start) and req["data"] == (data if len(data) > 1 else data[0]):
             runs[name] = trial
@@ -52,9 +52,12 @@ def _round_runs(pipeline: Path, report: dict, k: int, last: int, work: Path, pro
     return runs
 
 
-def _best_trial(pipeline: Path, report: dict, space: str) -> Path:
-    """The learned search's best trial, also when the pipeline shipped MSE in its place."""
-    return pipeline / "tune" / space / "bo" / "trials" / f"trial-{report['tuning'][space]['best']['trial']:03d}"
+def _learned_trial(pipeline: Path, report: dict) -> Path:
+    """The learned loss the pipeline chose, also when it shipped MSE in its place."""
+    trial = report["choice"]["learned_trial"]
+    if trial is None:
+        raise ValueError(f"{pipeline}: the learned search has no trial besides MSE; nothing to draw for the learned loss")
+    return pipeline / "tune" / "learned" / "bo" / "trials" / f"trial-{trial:03d}"
 
 
 def _events(report: dict, k: int) -> dict[str, int]:
@@ -77,6 +80,8 @@ def _reusable(pipeline: Path, report: dict, runs: dict[str, Path], world: WorldC
 
 def bench_dagger_curve(pipeline: Path, work: Path, episodes: int | None = None, progress: bool = True) -> dict:
     pipeline, work = Path(pipeline), Path(work)
+    if not (pipeline / "report.json").exists():
+        raise FileNotFoundError(f"{pipeline}: no report.json; run `metasteer pipeline --out {pipeline}` (or `make models`) first")
     report = json.loads((pipeline / "report.json").read_text())
     if not (report.get("dagger") or {}).get("rounds"):
         raise ValueError(f"{pipeline}: the pipeline ran no DAgger rounds; there is no curve over rounds to draw")
