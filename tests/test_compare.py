@@ -3,6 +3,7 @@ behaviour of models whose driving is known in advance."""
 
 import json
 import subprocess
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from simulator.encounters import Encounter, count_events, encounters
 from simulator.factory import WorldConfig
 from tests.conftest import METASTEER
 from tests.onnx_models import constant_steer_model, nan_on_camera_model
-from training.compare import bootstrap_ci, compare, judge_episode, paired_diff
+from training.compare import bootstrap_ci, compare, judge_episode, paired_diff, table
 from training.evaluate import EvalConfig, evaluate, mean_ci95
 
 
@@ -139,3 +140,30 @@ def test_compare_pairs_routes_and_judges_every_model(known_models):
     assert a["pass_rate"] == b["pass_rate"]  # the same model on the same routes: the same verdicts
     assert b["paired_diff"]["pass_rate_rare"]["diff"] in (0.0, None)
     assert set(a["onpolicy_mae"]) == {"normal", "pedestrian", "obstacle", "sharp_bend"}
+
+
+def test_compare_pairs_any_two_models_and_reuses_a_saved_result_only_for_the_same_models(known_models, tmp_path, monkeypatch):
+    import shutil
+
+    import training.compare as comparing
+
+    world, cfg = WorldConfig(abnormal_rate=0.3), EvalConfig(episodes=2, seed=4, workers=1, max_time_s=20.0)
+    models = [known_models["trained"], known_models["right"], tmp_path / "c.onnx"]
+    shutil.copy(known_models["trained"], models[2])
+    first = compare(models, world, cfg, tmp_path / "out", names=["a", "b", "c"], progress=False, against={"c": "b"})
+    vs = first["models"]["c"]["paired_diff_vs"]["b"]["pass_rate_rare"]
+    ab = first["models"]["b"]["paired_diff"]["pass_rate_rare"]
+    assert vs["diff"] is None or ab["diff"] is None or vs["diff"] == pytest.approx(-ab["diff"])  # c is a copy of a
+    assert "c - b: rare-scene pass rate" in table(first) or vs["diff"] is None
+
+    def no_driving(*args, **kwargs):
+        raise AssertionError("drove again")
+
+    monkeypatch.setattr(comparing, "drive_routes", no_driving)
+    again = compare(models, world, cfg, tmp_path / "out", names=["a", "b", "c"], progress=False, against={"c": "b"}, reuse=True)
+    assert again["models"]["c"]["paired_diff_vs"] == json.loads(json.dumps(first["models"]["c"]["paired_diff_vs"]))
+    shutil.copy(known_models["right"], models[2])  # another model under the same name: judged anew
+    with pytest.raises(AssertionError, match="drove again"):
+        compare(models, world, cfg, tmp_path / "out", names=["a", "b", "c"], progress=False, against={"c": "b"}, reuse=True)
+    with pytest.raises(AssertionError, match="drove again"):  # other routes
+        compare(models[:2], world, replace(cfg, episodes=3), tmp_path / "out", names=["a", "b"], progress=False, reuse=True)

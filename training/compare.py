@@ -13,6 +13,7 @@ bootstrap 95 % interval over routes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 from dataclasses import asdict
@@ -131,25 +132,52 @@ def summarise(episodes: list[dict], seed: int = 0) -> tuple[dict, dict]:
             **{k: mean_ci95(list(t[k])) for k in ROUTE_KEYS}}, t
 
 
+def source_sha256(model: str | Path) -> str:
+    """Identity of what a model was made from: the ONNX file's bytes, or a run's ``model.pt`` (a run
+    exported twice gives two files, as the export records the git commit)."""
+    model = Path(model)
+    return hashlib.sha256((model if model.suffix in (".onnx", ".pt") else model / "model.pt").read_bytes()).hexdigest()
+
+
+def _saved(out_dir: Path | None, names: list[str], models: list[str | Path], world_cfg: WorldConfig, cfg: EvalConfig,
+           against: dict[str, str]) -> dict | None:
+    path = Path(out_dir or "") / "compare.json"
+    if out_dir is None or not path.exists():
+        return None
+    held = json.loads(path.read_text())
+    same = (held["config"] == asdict(cfg) and held["world"] == world_cfg.world and held["abnormal_rate"] == world_cfg.abnormal_rate
+            and list(held["models"]) == names and held.get("against", {}) == against)
+    return held if same and all(held["models"][n].get("source_sha256") == source_sha256(m) for n, m in zip(names, models)) else None
+
+
 def compare(models: list[str | Path], world_cfg: WorldConfig, cfg: EvalConfig, out_dir: Path | None = None,
-            names: list[str] | None = None, progress: bool = True) -> dict:
-    """Drive every model on the same routes and judge it per rare scene; see the module docstring."""
+            names: list[str] | None = None, progress: bool = True, against: dict[str, str] | None = None, reuse: bool = False) -> dict:
+    """Drive every model on the same routes and judge it per rare scene; see the module docstring.
+
+    ``against``: further paired differences, model name -> the name it is compared with (every model
+    after the first is compared with the first anyway). ``reuse``: return ``out_dir``'s saved result
+    when it judged the same models (same ``source_sha256``) on the same routes, instead of driving again."""
     names = names or [Path(m).stem if Path(m).suffix == ".onnx" else Path(m).name for m in models]
     if len(set(names)) != len(names):
         names = [str(m) for m in models]
+    against = dict(against or {})
+    if reuse and (held := _saved(out_dir, names, models, world_cfg, cfg, against)) is not None:
+        return held
     with tempfile.TemporaryDirectory() as tmp:
         paths = [as_onnx(m, Path(tmp) / str(k)) for k, m in enumerate(models)]
         ids = [OnnxPolicy.load(p).model_id for p in paths]
         per_model = drive_routes(paths, world_cfg, cfg, progress, desc="compare")
     result: dict = {"world": world_cfg.world, "abnormal_rate": world_cfg.abnormal_rate, "config": asdict(cfg),
-                    "routes": [e["seed"] for e in per_model[0]], "models": {}}
+                    "routes": [e["seed"] for e in per_model[0]], "against": against, "models": {}}
     tables = []
     for name, model, model_id, episodes in zip(names, models, ids, per_model):
         block, table = summarise(episodes, cfg.seed)
-        result["models"][name] = {"model": str(model), "model_id": model_id, **block}
+        result["models"][name] = {"model": str(model), "model_id": model_id, "source_sha256": source_sha256(model), **block}
         tables.append(table)
     for name, table in zip(names[1:], tables[1:]):
         result["models"][name]["paired_diff"] = {"against": names[0], **paired_diff(tables[0], table, cfg.seed)}
+    for name, other in against.items():
+        result["models"][name]["paired_diff_vs"] = {other: paired_diff(tables[names.index(other)], tables[names.index(name)], cfg.seed)}
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -179,10 +207,13 @@ def table(result: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {'n/a' if nipkm is None else f'{nipkm:.2f}'} | "
                      f"{m['route_completion']['mean']:.2f} | {m['driving_score']['mean']:.2f} | {mae} |")
     for name, m in result["models"].items():
-        if "paired_diff" in m:
-            d = m["paired_diff"]["pass_rate_rare"]
-            ci = "n/a" if d["ci95"] is None else f"[{fmt_signed(d['ci95'][0])}, {fmt_signed(d['ci95'][1])}]"
-            lines.append(f"\n{name} - {m['paired_diff']['against']}: rare-scene pass rate {fmt_signed(d['diff'])}, paired bootstrap 95 % CI {ci}")
+        pairs = ([(m["paired_diff"]["against"], m["paired_diff"])] if "paired_diff" in m else []) + list(m.get("paired_diff_vs", {}).items())
+        for other, diffs in pairs:
+            for key, label in (("pass_rate_rare", "rare-scene pass rate"), ("normal_infractions_per_km", "normal-road infractions per km")):
+                d = diffs.get(key)
+                if d and d["diff"] is not None:
+                    ci = "n/a" if d["ci95"] is None else f"[{fmt_signed(d['ci95'][0])}, {fmt_signed(d['ci95'][1])}]"
+                    lines.append(f"\n{name} - {other}: {label} {fmt_signed(d['diff'])}, paired bootstrap 95 % CI {ci}")
     return "\n".join(lines)
 
 

@@ -118,7 +118,7 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
     mse_run, train_data, decision = out / "runs" / "mse", [data], None
     if dag:
         check = compare([out / "runs" / "mse", Path(dag["final"])], eval_world, tune_eval, out / "dagger" / "check",
-                        names=["without", "with"], progress=progress)
+                        names=["without", "with"], progress=progress, reuse=True)
         diff = check["models"]["with"]["paired_diff"]["pass_rate_rare"]
         keep = diff["diff"] is not None and diff["diff"] > 0
         decision = {"kept": keep, "rare_pass_rate": {k: check["models"][k]["pass_rate"]["rare"]["rate"] for k in ("without", "with")},
@@ -149,9 +149,10 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
     t = _stage("9/9 compare on paired held-out routes")
     models = [out / "export" / f"{name}.onnx" for name in NAMES]
     ecfg = EvalConfig(episodes=n["episodes"], seed=cfg.seed, workers=2, max_time_s=n["max_time_s"])
-    rare = compare(models, eval_world, ecfg, out / "compare" / "rare", names=list(NAMES), progress=progress)
+    pair = {"learned": "oversample"}
+    rare = compare(models, eval_world, ecfg, out / "compare" / "rare", names=list(NAMES), progress=progress, against=pair, reuse=True)
     clear = compare(models, replace(world_cfg, abnormal_rate=0.0), replace(ecfg, episodes=n["clear_episodes"]),
-                    out / "compare" / "clear", names=list(NAMES), progress=progress)
+                    out / "compare" / "clear", names=list(NAMES), progress=progress, against=pair, reuse=True)
     timings["compare_s"] = time.perf_counter() - t
 
     report = {
@@ -191,7 +192,7 @@ def choose(out: Path, tuned: dict, world: WorldConfig, cfg: EvalConfig, finalist
         ranked = sorted(_trials(tuned[space]["bo"]["log"]), key=lambda x: -x["y"])
         picks = [x["trial"] for x in ranked if not (space == "learned" and x["trial"] == 0)][:finalists]
         runs |= {f"{space}-{k}": trials[space] / f"trial-{k:03d}" for k in picks}
-    judged = compare(list(runs.values()), world, cfg, out / "choice", names=list(runs), progress=progress)
+    judged = compare(list(runs.values()), world, cfg, out / "choice", names=list(runs), progress=progress, reuse=True)
 
     def pooled(name: str) -> dict:
         a, b = json.loads((runs[name] / "trial.json").read_text())["pass_rate"]["rare"], judged["models"][name]["pass_rate"]["rare"]

@@ -45,7 +45,7 @@ def _round_runs(pipeline: Path, report: dict, k: int, last: int, work: Path, pro
         if k == last and req["train"]["init_from"] == str(start) and req["data"] == (data if len(data) > 1 else data[0]):
             runs[name] = trial
             continue
-        runs[name] = work / f"round-{k}" / name
+        runs[name] = work / f"round-{k}" / f"{name}-{trial.name}"
         if not (runs[name] / "result.json").exists():
             Run(runs[name], [Path(d) for d in data], req["meta_data"] and Path(req["meta_data"]), LossSpec(**req["loss"]),
                 MetaConfig(**req["meta"]), replace(TrainConfig(**req["train"]), init_from=str(start))).run(resume=True, progress=progress)
@@ -74,6 +74,7 @@ def _reusable(pipeline: Path, report: dict, runs: dict[str, Path], world: WorldC
         return None
     held = json.loads(path.read_text())
     same = (held["config"] == asdict(cfg) and held["abnormal_rate"] == world.abnormal_rate
+            and all(held["models"][n]["model_id"] == report["exported"][n]["model_id"] for n in NAMES)
             and held["routes"] == [route_seed(cfg.seed, i, cfg.split) for i in range(cfg.episodes)])
     return held if same else None
 
@@ -92,8 +93,9 @@ def bench_dagger_curve(pipeline: Path, work: Path, episodes: int | None = None, 
     points = []
     for k in range(last + 1):
         runs = _round_runs(pipeline, report, k, last, work, progress)
+        where = work / f"round-{k}" / "compare"
         judged = (_reusable(pipeline, report, runs, world, cfg) if k == last else None) or \
-            compare([runs[n] for n in NAMES], world, cfg, work / f"round-{k}" / "compare", names=list(NAMES), progress=progress)
+            compare([runs[n] for n in NAMES], world, cfg, where, names=list(NAMES), progress=progress, reuse=True)
         models = {}
         for name in NAMES:
             m = judged["models"][name]
