@@ -194,15 +194,17 @@ def choose(out: Path, tuned: dict, world: WorldConfig, cfg: EvalConfig, finalist
         runs |= {f"{space}-{k}": trials[space] / f"trial-{k:03d}" for k in picks}
     judged = compare(list(runs.values()), world, cfg, out / "choice", names=list(runs), progress=progress, reuse=True)
 
+    trial = {name: json.loads((run / "trial.json").read_text()) for name, run in runs.items()}
+
     def pooled(name: str) -> dict:
-        a, b = json.loads((runs[name] / "trial.json").read_text())["pass_rate"]["rare"], judged["models"][name]["pass_rate"]["rare"]
+        a, b = trial[name]["pass_rate"]["rare"], judged["models"][name]["pass_rate"]["rare"]
         return {"trial_routes": a["rate"], "fresh_routes": b["rate"], "pooled": (a["passed"] + b["passed"]) / max(a["n"] + b["n"], 1)}
 
     scores = {name: pooled(name) for name in runs}
     best = {space: max((k for k in runs if k.startswith(space + "-")), key=lambda k: scores[k]["pooled"], default="mse") for space in tuned}
     diff = judged["models"][best["learned"]].get("paired_diff", {}).get("pass_rate_rare", {"diff": None, "ci95": None})
     kept = best["learned"] != "mse" and (diff["diff"] or 0.0) > 0
-    params = {name: json.loads((runs[name] / "trial.json").read_text())["params"] for name in runs}
+    params = {name: t["params"] for name, t in trial.items()}
     chosen = {"finalists": {k: {"run": str(v), "params": params[k], **scores[k]} for k, v in runs.items()}, "routes": cfg.episodes,
               "best": best, "learned_trial": None if best["learned"] == "mse" else int(best["learned"].split("-")[1]),
               "paired_diff": diff, "kept": kept,
