@@ -139,12 +139,13 @@ def source_sha256(model: str | Path) -> str:
     return hashlib.sha256((model if model.suffix in (".onnx", ".pt") else model / "model.pt").read_bytes()).hexdigest()
 
 
-def _saved(out_dir: Path | None, names: list[str], models: list[str | Path], world_cfg: WorldConfig, cfg: EvalConfig,
-           against: dict[str, str]) -> dict | None:
-    path = Path(out_dir or "") / "compare.json"
-    if out_dir is None or not path.exists():
+def saved_comparison(out_dir: Path | None, names: list[str], models: list[str | Path], world_cfg: WorldConfig, cfg: EvalConfig,
+                     against: dict[str, str]) -> dict | None:
+    """``out_dir``'s saved result, if it judged these models (same ``source_sha256``) under these names on
+    these routes with these extra pairs; else None."""
+    if out_dir is None or not (Path(out_dir) / "compare.json").exists():
         return None
-    held = json.loads(path.read_text())
+    held = json.loads((Path(out_dir) / "compare.json").read_text())
     same = (held["config"] == asdict(cfg) and held["world"] == world_cfg.world and held["abnormal_rate"] == world_cfg.abnormal_rate
             and list(held["models"]) == names and held.get("against", {}) == against)
     return held if same and all(held["models"][n].get("source_sha256") == source_sha256(m) for n, m in zip(names, models)) else None
@@ -161,7 +162,7 @@ def compare(models: list[str | Path], world_cfg: WorldConfig, cfg: EvalConfig, o
     if len(set(names)) != len(names):
         names = [str(m) for m in models]
     against = dict(against or {})
-    if reuse and (held := _saved(out_dir, names, models, world_cfg, cfg, against)) is not None:
+    if reuse and (held := saved_comparison(out_dir, names, models, world_cfg, cfg, against)) is not None:
         return held
     with tempfile.TemporaryDirectory() as tmp:
         paths = [as_onnx(m, Path(tmp) / str(k)) for k, m in enumerate(models)]

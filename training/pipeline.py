@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from training.evaluate import EvalConfig
 
 NAMES = ("mse", "oversample", "learned")
+PAIRED = {"learned": "oversample"}  # held-out paired differences besides every model against MSE
 RECORD_EVERY = 4  # 5 Hz: neighbouring frames at 10 Hz are near copies; the events are what is scarce
 
 
@@ -149,10 +150,9 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
     t = _stage("9/9 compare on paired held-out routes")
     models = [out / "export" / f"{name}.onnx" for name in NAMES]
     ecfg = EvalConfig(episodes=n["episodes"], seed=cfg.seed, workers=2, max_time_s=n["max_time_s"])
-    pair = {"learned": "oversample"}
-    rare = compare(models, eval_world, ecfg, out / "compare" / "rare", names=list(NAMES), progress=progress, against=pair, reuse=True)
+    rare = compare(models, eval_world, ecfg, out / "compare" / "rare", names=list(NAMES), progress=progress, against=PAIRED, reuse=True)
     clear = compare(models, replace(world_cfg, abnormal_rate=0.0), replace(ecfg, episodes=n["clear_episodes"]),
-                    out / "compare" / "clear", names=list(NAMES), progress=progress, against=pair, reuse=True)
+                    out / "compare" / "clear", names=list(NAMES), progress=progress, against=PAIRED, reuse=True)
     timings["compare_s"] = time.perf_counter() - t
 
     report = {

@@ -15,18 +15,18 @@ the MSE policy), so the curves differ by the loss alone.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 from simulator.encounters import RARE_CATEGORIES
 from simulator.factory import WorldConfig
-from training.compare import compare
-from training.evaluate import EvalConfig, route_seed
+from training.compare import compare, saved_comparison
+from training.evaluate import EvalConfig
 from training.figures import pyplot
 from training.fit import Run, TrainConfig
 from training.losses import LossSpec
 from training.meta import MetaConfig
-from training.pipeline import NAMES
+from training.pipeline import NAMES, PAIRED
 
 
 def _trial_request(run: Path) -> dict:
@@ -68,15 +68,10 @@ def _events(report: dict, k: int) -> dict[str, int]:
 
 
 def _reusable(pipeline: Path, report: dict, runs: dict[str, Path], world: WorldConfig, cfg: EvalConfig) -> dict | None:
-    """The pipeline's own held-out comparison, when it drove these models on these routes."""
-    path = pipeline / "compare" / "rare" / "compare.json"
-    if not path.exists() or any(str(runs[n]) != report["models"][n] for n in NAMES):
+    """The pipeline's own held-out comparison, when it drove these runs' exports on these routes."""
+    if any(str(runs[n]) != report["models"][n] for n in NAMES):
         return None
-    held = json.loads(path.read_text())
-    same = (held["config"] == asdict(cfg) and held["abnormal_rate"] == world.abnormal_rate
-            and all(held["models"][n]["model_id"] == report["exported"][n]["model_id"] for n in NAMES)
-            and held["routes"] == [route_seed(cfg.seed, i, cfg.split) for i in range(cfg.episodes)])
-    return held if same else None
+    return saved_comparison(pipeline / "compare" / "rare", list(NAMES), [pipeline / "export" / f"{n}.onnx" for n in NAMES], world, cfg, PAIRED)
 
 
 def bench_dagger_curve(pipeline: Path, work: Path, episodes: int | None = None, progress: bool = True) -> dict:
