@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,11 @@ class OnnxPolicy:
     metadata: dict[str, str] = field(repr=False)
     session: object = field(repr=False)
     input_name: str = field(repr=False)
+    _frame: np.ndarray = field(init=False, repr=False)  # one frame's input, reused: ``steer`` allocates nothing per frame
+    _frame_lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._frame = np.empty((1, 3, self.spec.height, self.spec.width), np.float32)
 
     @classmethod
     def load(cls, path: str | Path, threads: int = 1) -> "OnnxPolicy":
@@ -75,11 +81,14 @@ class OnnxPolicy:
 
     def steer(self, image: np.ndarray, encoding: str) -> float:
         """One camera frame -> steer (CARLA units, +1 right). May be non-finite: callers must check."""
-        return float(self.predict_bands(camera_band(image, encoding, self.spec)[None])[0])
+        band = camera_band(image, encoding, self.spec)
+        with self._frame_lock:
+            out = self.session.run(None, {self.input_name: to_tensor(band, out=self._frame)})[0]
+        return float(np.asarray(out).reshape(-1)[0])
 
     def describe(self) -> dict:
         info = {"path": str(self.path), "model_id": self.model_id}
-        for key in ("loss", "dataset_sha256", "git_commit"):
+        for key in ("loss", "dataset_sha256", "git_commit", "quantization"):
             if META_PREFIX + key in self.metadata:
                 value = self.metadata[META_PREFIX + key]
                 info[key] = json.loads(value) if value.startswith("{") else value

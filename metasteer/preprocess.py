@@ -80,12 +80,20 @@ def _bgr_view(image: np.ndarray, encoding: str) -> np.ndarray:
 
 
 def crop_band(frame: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """(H, W, C) frame -> (spec.height, spec.width, C) road band, any channel order."""
+    """(H, W, C) frame -> (spec.height, spec.width, C) road band, any channel order: the area average
+    (box filter) of the band's rows. Where the band is an even integer multiple of the output size it is
+    halved in exact 2x2 steps, which rounds between steps: within 1 level of one area resize (tested)."""
     h = frame.shape[0]
     if frame.shape[:2] == (spec.height, spec.width):
         return frame
     top, bottom = int(round(spec.crop_top * h)), int(round(spec.crop_bottom * h))
-    return cv2.resize(frame[top:bottom], (spec.width, spec.height), interpolation=cv2.INTER_AREA)
+    band = frame[top:bottom]
+    # an even integer factor is halved first: OpenCV vectorises only the 2x area average (800x600: 0.05 ms, not 0.28)
+    while band.shape[0] % (2 * spec.height) == 0 and band.shape[1] % (2 * spec.width) == 0:
+        band = cv2.resize(band, (band.shape[1] // 2, band.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    if band.shape[:2] == (spec.height, spec.width):
+        return band
+    return cv2.resize(band, (spec.width, spec.height), interpolation=cv2.INTER_AREA)
 
 
 def camera_band(image: np.ndarray, encoding: str, spec: PreprocessSpec) -> np.ndarray:
@@ -96,8 +104,10 @@ def camera_band(image: np.ndarray, encoding: str, spec: PreprocessSpec) -> np.nd
     return _bgr_view(crop_band(image, spec), encoding)
 
 
-def to_tensor(band_bgr: np.ndarray) -> np.ndarray:
-    """(N, H, W, 3) or (H, W, 3) uint8 BGR band(s) -> (N, 3, H, W) float32 RGB in [-1, 1]."""
-    batch = band_bgr[None] if band_bgr.ndim == 3 else band_bgr
-    x = batch[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32)
-    return x * (1.0 / 127.5) - 1.0
+def to_tensor(band_bgr: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """(N, H, W, 3) or (H, W, 3) uint8 BGR band(s) -> (N, 3, H, W) float32 RGB in [-1, 1], written
+    into ``out`` when given (the node reuses one buffer: fresh 160 KB arrays cost page faults per frame)."""
+    batch = (band_bgr[None] if band_bgr.ndim == 3 else band_bgr)[..., ::-1].transpose(0, 3, 1, 2)
+    out = np.empty(batch.shape, np.float32) if out is None else out
+    np.multiply(batch, np.float32(1.0 / 127.5), out=out)
+    return np.subtract(out, np.float32(1.0), out=out)

@@ -160,6 +160,12 @@ def _cmd_export(args: argparse.Namespace) -> dict:
     return export(args.run, args.out)
 
 
+def _cmd_quantize(args: argparse.Namespace) -> dict:
+    from training.quantize import quantize
+
+    return quantize(args.model, args.out, calibration_frames=args.calibration_frames, seed=args.seed)
+
+
 def _cmd_tune(args: argparse.Namespace) -> dict:
     from simulator.factory import WorldConfig
     from training.tune.objectives import TrialBudget
@@ -289,6 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("export", _cmd_export, "export a run to ONNX (opset 17, metadata, parity-checked against torch)")
     p.add_argument("run", help="run directory or model.pt")
     p.add_argument("--out", required=True, help="ONNX file to write")
+
+    p = command("quantize", _cmd_quantize, "int8 copy of an exported model (convolutions; calibrated on tuning routes, parity-checked)")
+    p.add_argument("model", help="exported float ONNX file")
+    p.add_argument("--out", required=True, help="ONNX file to write")
+    p.add_argument("--calibration-frames", type=int, default=256, help="embedded-world frames (tuning routes) to calibrate on")
+    p.add_argument("--seed", type=int, default=0, help="seed of the calibration routes")
 
     from training.tune.objectives import TrialBudget
     from training.tune.tuner import TuneConfig
