@@ -31,14 +31,18 @@ bench: setup
 	$(BIN)/metasteer bench train-step --json
 	$(BIN)/metasteer bench meta-step --json
 	$(BIN)/metasteer bench node-latency --model models/learned.onnx --json
+	$(BIN)/metasteer bench node-latency --model models/learned-int8.onnx --json
 	$(BIN)/metasteer bench sample-efficiency --json
 	$(BIN)/metasteer bench events-curve --steps 2000 --episodes 24 --json
 	$(BIN)/metasteer bench dagger-curve --run runs/models --json  # needs `make models` first
 
-# Regenerates models/{mse,oversample,learned}.onnx and their cards with the project's own pipeline (seed 0).
+# Regenerates models/{mse,oversample,learned}.onnx and their cards with the project's own pipeline (seed 0),
+# then the int8 copy of the learned model and its closed-loop check against the float one (held-out routes).
 models: setup
 	$(BIN)/metasteer pipeline --out runs/models --seed 0
 	for m in mse oversample learned; do cp runs/models/export/$$m.onnx runs/models/export/$$m.md models/; done
+	$(BIN)/metasteer quantize models/learned.onnx --out models/learned-int8.onnx
+	$(BIN)/metasteer compare models/learned.onnx models/learned-int8.onnx --out runs/models/compare/int8 --abnormal-rate 0.1 --episodes 48 --max-time-s 150  # the pipeline's held-out routes
 
 clean:
 	rm -rf runs .pytest_cache

@@ -61,6 +61,60 @@ def test_export_parity_and_metadata_round_trip(trained_run, tmp_path):
     assert policy.describe()["loss"]["family"] == "mse"
 
 
+def test_one_frame_steers_as_its_batch_row_though_the_input_buffer_is_reused(trained_run, tmp_path):
+    from metasteer.preprocess import camera_band
+
+    export(trained_run, tmp_path / "m.onnx")
+    policy = OnnxPolicy.load(tmp_path / "m.onnx")
+    frames = np.random.default_rng(1).integers(0, 256, (4, 600, 800, 4), dtype=np.uint8)
+    batch = policy.predict_bands(np.stack([camera_band(f, "bgra8", policy.spec) for f in frames]))
+    singles = [policy.steer(f, "bgra8") for f in frames] + [policy.steer(frames[0], "bgra8")]
+    assert len(set(singles[:4])) == 4 and singles == pytest.approx([*batch, batch[0]], abs=1e-6)
+
+
+def test_elu_rewritten_in_vectorised_ops_is_the_same_function(trained_run, tmp_path):
+    import training.export as export_module
+    from training.quantize import elu_as_exp
+
+    export(trained_run, tmp_path / "m.onnx")
+    proto = onnx.load(tmp_path / "m.onnx")
+    assert elu_as_exp(proto) == 5  # one per convolution; the head's Elus stay (fused into their Gemm)
+    assert [n.op_type for n in proto.graph.node].count("Elu") == 3 and [n.op_type for n in proto.graph.node].count("Exp") == 5
+    onnx.save(proto, tmp_path / "r.onnx")
+    source, rewritten = OnnxPolicy.load(tmp_path / "m.onnx"), OnnxPolicy.load(tmp_path / "r.onnx")
+    frames = export_module.parity_frames(source.spec, n=8, seed=4)
+    assert np.abs(rewritten.predict_bands(frames) - source.predict_bands(frames)).max() < 1e-5
+
+
+def test_quantized_copy_keeps_the_contract_and_provenance_and_is_parity_checked(trained_run, small_dataset, tmp_path, monkeypatch):
+    import training.quantize as quantize_module
+    from training.export import ExportError
+
+    export(trained_run, tmp_path / "m.onnx")
+    source = OnnxPolicy.load(tmp_path / "m.onnx")
+    info = quantize_module.quantize(tmp_path / "m.onnx", tmp_path / "q" / "m-int8.onnx", calibration_frames=32)
+    int8 = OnnxPolicy.load(tmp_path / "q" / "m-int8.onnx")
+    assert int8.spec == source.spec and int8.model_id == info["model_id"] != source.model_id
+    quant = int8.describe()["quantization"]
+    assert quant["source_model_id"] == source.model_id and quant["calibration"]["routes"] == "tune"
+    assert int8.describe()["loss"] == source.describe()["loss"]
+    assert quant["parity_max_abs_diff"] <= quantize_module.PARITY_TOLERANCE
+    ops = [n.op_type for n in onnx.load(tmp_path / "q" / "m-int8.onnx").graph.node]
+    assert ops.count("QuantizeLinear") >= 5 and "Gemm" in ops  # every convolution in int8, the linear layers float
+    frames = np.random.default_rng(2).integers(0, 256, (3, 66, 200, 3), dtype=np.uint8)
+    assert np.abs(int8.predict_bands(frames) - source.predict_bands(frames)).max() > 0  # it is another model, not a copy
+    on_data = quantize_module.quantize(tmp_path / "m.onnx", tmp_path / "d.onnx", calibration_frames=32, data=small_dataset)
+    assert on_data["calibration"]["dataset"] == str(small_dataset) and on_data["model_id"] != info["model_id"]
+    with pytest.raises(ExportError, match="needed"):
+        quantize_module.quantize(tmp_path / "m.onnx", tmp_path / "big.onnx", calibration_frames=10**6, data=small_dataset)
+    with pytest.raises(ExportError, match="already quantised"):
+        quantize_module.quantize(tmp_path / "q" / "m-int8.onnx", tmp_path / "twice.onnx", calibration_frames=8)
+    monkeypatch.setattr(quantize_module, "PARITY_TOLERANCE", -1.0)
+    with pytest.raises(ExportError, match="not written"):
+        quantize_module.quantize(tmp_path / "m.onnx", tmp_path / "refused.onnx", calibration_frames=8)
+    assert not (tmp_path / "refused.onnx").exists()
+
+
 def test_broken_or_truncated_model_files_are_rejected_with_the_reason(trained_run, tmp_path):
     export(trained_run, tmp_path / "good.onnx")
     data = (tmp_path / "good.onnx").read_bytes()

@@ -349,4 +349,4 @@ def test_node_latency_bench_measures_the_node_against_an_echo_of_the_same_transp
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert r["transport"]["answered_fraction"] == 1.0 and r["answered_fraction"] == 1.0
     assert r["overhead_p50_ms"] == pytest.approx(r["p50_ms"] - r["transport_p50_ms"])
-    assert r["interface"] == "carla_msgs" and r["inference_p50_ms"] > 0 and r["inference_threads"] == 2
+    assert r["interface"] == "carla_msgs" and r["inference_p50_ms"] > 0 and r["inference_20hz_p50_ms"] > 0 and r["inference_threads"] == 2

@@ -70,6 +70,26 @@ def test_training_camera_renders_what_the_runtime_cuts_from_a_bridge_frame(seed)
         assert np.abs(to_tensor(band_runtime) - x).mean() < 10.0 / 127.5
 
 
+def test_band_cut_by_halving_stays_within_one_level_of_one_area_resize():
+    """The 800x600 band is 4x the input: cut in two exact 2x2 halvings (fast path), it stays within one
+    level of OpenCV's single area resize; a 6x band is halved once, then area-resized 3x; a band that is
+    no even multiple takes the single resize exactly."""
+    import cv2
+
+    from metasteer.preprocess import crop_band
+
+    rng = np.random.default_rng(0)
+    spec = PreprocessSpec()
+    for height, width, halvings in ((600, 800, 2), (900, 1200, 1), (450, 600, 0)):
+        frame = rng.integers(0, 256, (height, width, 4), dtype=np.uint8)
+        top, bottom = round(spec.crop_top * height), round(spec.crop_bottom * height)
+        direct = cv2.resize(frame[top:bottom], (spec.width, spec.height), interpolation=cv2.INTER_AREA).astype(int)
+        cut = crop_band(frame, spec).astype(int)
+        assert cut.shape == (spec.height, spec.width, 4)
+        assert np.abs(cut - direct).max() <= (1 if halvings else 0)
+        assert (cut != direct).any() == bool(halvings)  # random pixels: rounding between halvings shows
+
+
 def test_point_straight_ahead_lands_on_the_principal_point_and_centre_column():
     spec = CameraSpec(image_size_x=800, image_size_y=600, fov=90.0, x=2.0, z=1.6)
     cam = Camera(spec)

@@ -163,7 +163,7 @@ def _cmd_export(args: argparse.Namespace) -> dict:
 def _cmd_quantize(args: argparse.Namespace) -> dict:
     from training.quantize import quantize
 
-    return quantize(args.model, args.out, calibration_frames=args.calibration_frames, seed=args.seed)
+    return quantize(args.model, args.out, calibration_frames=args.calibration_frames, seed=args.seed, data=args.data)
 
 
 def _cmd_tune(args: argparse.Namespace) -> dict:
@@ -300,7 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="exported float ONNX file")
     p.add_argument("--out", required=True, help="ONNX file to write")
     p.add_argument("--calibration-frames", type=int, default=256, help="embedded-world frames (tuning routes) to calibrate on")
-    p.add_argument("--seed", type=int, default=0, help="seed of the calibration routes")
+    p.add_argument("--seed", type=int, default=0, help="seed of the calibration routes (or of the frames drawn from --data)")
+    p.add_argument("--data", default=None, help="dataset to calibrate on instead of the embedded world (frames of the car's own domain)")
 
     from training.tune.objectives import TrialBudget
     from training.tune.tuner import TuneConfig
