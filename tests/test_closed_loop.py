@@ -193,3 +193,17 @@ def test_onnx_steering_equals_torch_on_real_frames_and_a_disagreement_writes_no_
     with pytest.raises(export_module.ExportError, match="disagree"):
         export(trained_run, tmp_path / "refused.onnx")
     assert not list(tmp_path.glob("refused.onnx*"))  # neither the file nor a candidate is left behind
+
+
+def test_shipped_models_load_have_cards_and_the_int8_copy_is_of_the_shipped_float_model():
+    import training.export as export_module
+    from tests.conftest import ROOT
+    from training.quantize import PARITY_TOLERANCE
+
+    policies = {p.stem: OnnxPolicy.load(p) for p in sorted((ROOT / "models").glob("*.onnx"))}
+    assert {"mse", "oversample", "learned", "learned-int8"} <= set(policies)
+    assert all((ROOT / "models" / f"{name}.md").exists() for name in policies)
+    int8, source = policies["learned-int8"], policies["learned"]
+    assert int8.describe()["quantization"]["source_model_id"] == source.model_id  # re-quantise whenever learned.onnx changes
+    frames = export_module.parity_frames(source.spec, n=16, seed=7)
+    assert np.abs(int8.predict_bands(frames) - source.predict_bands(frames)).max() <= PARITY_TOLERANCE
