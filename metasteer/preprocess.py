@@ -99,7 +99,8 @@ def crop_band(frame: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
 def camera_band(image: np.ndarray, encoding: str, spec: PreprocessSpec) -> np.ndarray:
     """A camera frame -> its (spec.height, spec.width, 3) uint8 BGR road band. Crops and resizes the
     raw frame first (whole rows of it are contiguous) and converts the colours of the small band:
-    the same pixels as converting first (tested), measured 0.28 ms instead of 1.14 ms at 800x600 bgra8."""
+    the same pixels as converting first (tested); at 800x600 bgra8 0.05 ms with ``crop_band``'s halving,
+    1.14 ms converting first."""
     check_image(image, encoding)
     return _bgr_view(crop_band(image, spec), encoding)
 

@@ -105,9 +105,10 @@ def quantize(model: str | Path, out: str | Path, calibration_frames: int = CALIB
         proto = onnx.load(candidate)
         quantized = OnnxPolicy.load(candidate)
     diff = np.abs(quantized.predict_bands(check) - source.predict_bands(check))
+    origin = {"dataset": str(data)} if data else {"world": "embedded", "routes": "tune"}
     info = {"scheme": "int8 static QDQ: conv weights per channel (int8), conv activations (uint8), linear layers float",
-            "elu_as_exp": elus,
-            "source_model_id": source.model_id, "calibration": {"frames": int(len(calibration)), "seed": seed, **({"dataset": str(data)} if data else {"world": "embedded", "routes": "tune"})},
+            "elu_as_exp": elus, "source_model_id": source.model_id,
+            "calibration": {"frames": int(len(calibration)), "seed": seed, **origin},
             "parity_frames": int(len(check)), "parity_max_abs_diff": float(diff.max()), "parity_mean_abs_diff": float(diff.mean())}
     if not info["parity_max_abs_diff"] <= PARITY_TOLERANCE:
         raise ExportError(f"{model}: the int8 copy steers up to {diff.max():.3g} away from the float model on {len(check)} frames "
