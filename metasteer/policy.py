@@ -76,15 +76,17 @@ class OnnxPolicy:
 
     def predict_bands(self, bands_bgr: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 BGR road bands -> (N,) raw network outputs (not clamped)."""
-        out = self.session.run(None, {self.input_name: to_tensor(bands_bgr)})[0]
-        return np.asarray(out, dtype=np.float32).reshape(-1)
+        return self._run(to_tensor(bands_bgr))
 
     def steer(self, image: np.ndarray, encoding: str) -> float:
         """One camera frame -> steer (CARLA units, +1 right). May be non-finite: callers must check."""
         band = camera_band(image, encoding, self.spec)
         with self._frame_lock:
-            out = self.session.run(None, {self.input_name: to_tensor(band, out=self._frame)})[0]
-        return float(np.asarray(out).reshape(-1)[0])
+            return float(self._run(to_tensor(band, out=self._frame))[0])
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        out = self.session.run(None, {self.input_name: x})[0]
+        return np.asarray(out, dtype=np.float32).reshape(-1)
 
     def describe(self) -> dict:
         info = {"path": str(self.path), "model_id": self.model_id}
