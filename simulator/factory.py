@@ -16,12 +16,12 @@ class WorldConfig:
 
     world: str = field(default="embedded", metadata={"help": "world backend", "choices": WORLDS})
     host: str = field(default="127.0.0.1", metadata={"help": "CARLA server host (--world carla)"})
-    port: int = field(default=2000, metadata={"help": "CARLA server port (--world carla)"})
-    carla_timeout_s: float = field(default=10.0, metadata={"help": "CARLA client timeout, seconds"})
-    width: int = field(default=INPUT_SIZE_PX[0], metadata={"help": "rendered frame width, px"})
-    height: int = field(default=INPUT_SIZE_PX[1], metadata={"help": "rendered frame height, px"})
-    abnormal_rate: float = field(default=0.03, metadata={"help": "target share of abnormal (rare-scene) frames"})
-    target_speed_mps: float = field(default=8.0, metadata={"help": "cruise speed, m/s"})
+    port: int = field(default=2000, metadata={"range": (1, 65535), "help": "CARLA server port (--world carla)"})
+    carla_timeout_s: float = field(default=10.0, metadata={"range": (0.1, None), "help": "CARLA client timeout, seconds"})
+    width: int = field(default=INPUT_SIZE_PX[0], metadata={"range": (8, 4096), "help": "rendered frame width, px"})
+    height: int = field(default=INPUT_SIZE_PX[1], metadata={"range": (8, 4096), "help": "rendered frame height, px"})
+    abnormal_rate: float = field(default=0.03, metadata={"range": (0.0, 1.0), "help": "target share of abnormal (rare-scene) frames"})
+    target_speed_mps: float = field(default=8.0, metadata={"range": (0.5, 30.0), "help": "cruise speed, m/s"})
 
 
 def make_world(cfg: WorldConfig) -> World:

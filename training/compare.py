@@ -173,7 +173,8 @@ def compare(models: list[str | Path], world_cfg: WorldConfig, cfg: EvalConfig, o
     tables = []
     for name, model, model_id, episodes in zip(names, models, ids, per_model):
         block, table = summarise(episodes, cfg.seed)
-        result["models"][name] = {"model": str(model), "model_id": model_id, "source_sha256": source_sha256(model), **block}
+        result["models"][name] = {"model": str(model), "model_id": model_id, "source_sha256": source_sha256(model), **block,
+                                  "per_route": {k: v.tolist() for k, v in table.items()}}  # to pool routes across runs
         tables.append(table)
     for name, table in zip(names[1:], tables[1:]):
         result["models"][name]["paired_diff"] = {"against": names[0], **paired_diff(tables[0], table, cfg.seed)}
@@ -200,7 +201,9 @@ def fmt_signed(x: float | None) -> str:
 def table(result: dict) -> str:
     """A markdown table of the comparison: one row per model."""
     head = ("| model | " + " | ".join(GROUPS) + " | normal infr./km | route completion | driving score | on-policy MAE ped / obst / bend |")
-    lines = [head, "|" + "---|" * (len(GROUPS) + 5)]
+    lines = ["Pass rate = scenes passed / scenes the model reached (in brackets): a model whose route ends early "
+             "(a crash, a timeout) meets fewer scenes, so the counts differ between models.", "",
+             head, "|" + "---|" * (len(GROUPS) + 5)]
     for name, m in result["models"].items():
         cells = [f"{fmt_pct(m['pass_rate'][g]['rate'])} ({m['pass_rate'][g]['passed']}/{m['pass_rate'][g]['n']})" for g in GROUPS]
         nipkm = m["normal_infractions_per_km"]
@@ -229,9 +232,13 @@ def plot_pass_rates(result: dict, out: Path) -> Path:
         err = np.array([[r - (pr[g]["ci95"] or [r, r])[0], (pr[g]["ci95"] or [r, r])[1] - r] for g, r in zip(GROUPS, rates)]).T
         x = np.arange(len(GROUPS)) + (k - (len(names) - 1) / 2) * width
         ax.bar(x, rates, width, yerr=err, capsize=3, label=name)
-    ax.set_xticks(np.arange(len(GROUPS)), [f"{g}\n(n={result['models'][names[0]]['pass_rate'][g]['n']})" for g in GROUPS])
-    ax.set(ylim=(0, 1.05), ylabel="scenes passed", title=f"rare-scene pass rate, {len(result['routes'])} paired routes "
-                                                          f"(rate {result['abnormal_rate']}), bootstrap 95 % CI")
+        for xi, g in zip(x, GROUPS):  # each model's own count: a model whose route ends early meets fewer scenes
+            ax.text(xi, -0.02, f"n={pr[g]['n']}", ha="center", va="top", fontsize=7, rotation=90)
+    ax.set_xticks(np.arange(len(GROUPS)), GROUPS)
+    ax.tick_params(axis="x", pad=30)
+    ax.set(ylim=(0, 1.05), ylabel="passed / scenes the model reached",
+           title=f"rare-scene pass rate, {len(result['routes'])} paired routes (rate {result['abnormal_rate']}), bootstrap 95 % CI\n"
+                 "n under each bar: the scenes that model reached")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=100)

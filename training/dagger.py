@@ -27,15 +27,15 @@ from training.files import claim_request
 
 @dataclass(frozen=True)
 class DaggerConfig:
-    rounds: int = field(default=3, metadata={"help": "DAgger rounds (drive, relabel, aggregate, fine-tune)"})
-    routes: int = field(default=30, metadata={"help": "routes the policy drives per round"})
-    routes_per_shard: int = field(default=5, metadata={"help": "routes per dataset shard (the unit of resume)"})
-    record_every: int = field(default=2, metadata={"help": "keep one frame every N 20 Hz steps"})
-    dagger_abnormal_rate: float = field(default=0.1, metadata={"help": "rare-scene rate of the routes the policy drives"})
-    dagger_steps: int = field(default=1500, metadata={"help": "fine-tuning steps per round"})
-    dagger_lr: float = field(default=5e-4, metadata={"help": "fine-tuning peak learning rate"})
-    seed: int = field(default=0, metadata={"help": "seed of the DAgger routes (their own namespace) and of training"})
-    workers: int = field(default=2, metadata={"help": "parallel driving processes"})
+    rounds: int = field(default=3, metadata={"range": (1, None), "help": "DAgger rounds (drive, relabel, aggregate, fine-tune)"})
+    routes: int = field(default=30, metadata={"range": (1, None), "help": "routes the policy drives per round"})
+    routes_per_shard: int = field(default=5, metadata={"range": (1, None), "help": "routes per dataset shard (the unit of resume)"})
+    record_every: int = field(default=2, metadata={"range": (1, None), "help": "keep one frame every N 20 Hz steps"})
+    dagger_abnormal_rate: float = field(default=0.1, metadata={"range": (0.0, 1.0), "help": "rare-scene rate of the routes the policy drives"})
+    dagger_steps: int = field(default=1500, metadata={"range": (1, None), "help": "fine-tuning steps per round"})
+    dagger_lr: float = field(default=5e-4, metadata={"range": (0.0, None), "help": "fine-tuning peak learning rate"})
+    seed: int = field(default=0, metadata={"range": (0, None), "help": "seed of the DAgger routes (their own namespace) and of training"})
+    workers: int = field(default=2, metadata={"range": (1, None), "help": "parallel driving processes"})
 
 
 def _policy_shard_job(job: tuple) -> dict:

@@ -16,12 +16,12 @@ from metasteer.preprocess import SOURCE_SIZE_PX
 
 @dataclass(frozen=True)
 class DriveConfig:
-    seed: int = field(default=0, metadata={"help": "route seed"})
-    max_time_s: float = field(default=60.0, metadata={"help": "episode time limit, simulated seconds"})
-    abnormal_rate: float = field(default=0.1, metadata={"help": "rare-scene rate of the route"})
+    seed: int = field(default=0, metadata={"range": (0, None), "help": "route seed"})
+    max_time_s: float = field(default=60.0, metadata={"range": (1.0, None), "help": "episode time limit, simulated seconds"})
+    abnormal_rate: float = field(default=0.1, metadata={"range": (0.0, 1.0), "help": "rare-scene rate of the route"})
     interface: str = field(default="auto", metadata={"help": "ROS message set of bridge and node", "choices": INTERFACES})
-    camera_width: int = field(default=SOURCE_SIZE_PX[0], metadata={"help": "bridge camera frame width, px"})
-    camera_height: int = field(default=SOURCE_SIZE_PX[1], metadata={"help": "bridge camera frame height, px"})
+    camera_width: int = field(default=SOURCE_SIZE_PX[0], metadata={"range": (8, 4096), "help": "bridge camera frame width, px"})
+    camera_height: int = field(default=SOURCE_SIZE_PX[1], metadata={"range": (8, 4096), "help": "bridge camera frame height, px"})
 
 
 def drive(model: str | Path, cfg: DriveConfig = DriveConfig(), log_dir: Path | None = None, domain_id: int | None = None) -> dict:

@@ -37,11 +37,11 @@ def route_seed(seed: int, episode: int, split: str = "eval", *more: int) -> int:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    episodes: int = field(default=20, metadata={"help": "episodes (routes) to drive"})
-    seed: int = field(default=0, metadata={"help": "seed of the evaluation routes"})
-    workers: int = field(default=2, metadata={"help": "parallel worker processes"})
+    episodes: int = field(default=20, metadata={"range": (1, None), "help": "episodes (routes) to drive"})
+    seed: int = field(default=0, metadata={"range": (0, None), "help": "seed of the evaluation routes"})
+    workers: int = field(default=2, metadata={"range": (1, None), "help": "parallel worker processes"})
     split: str = field(default="eval", metadata={"help": "route namespace: eval (final) or tune", "choices": ("eval", "tune")})
-    max_time_s: float = field(default=180.0, metadata={"help": "episode time limit, simulated seconds"})
+    max_time_s: float = field(default=180.0, metadata={"range": (1.0, None), "help": "episode time limit, simulated seconds"})
 
 
 class PolicyDriver:

@@ -37,12 +37,12 @@ class NoiseConfig:
 class CollectConfig:
     """A collection request; two runs with equal requests write identical datasets."""
 
-    frames: int = field(default=20000, metadata={"help": "frames to record"})
-    seed: int = field(default=0, metadata={"help": "seed of every route, scene and perturbation"})
-    frames_per_shard: int = field(default=2000, metadata={"help": "frames per shard file"})
-    record_every: int = field(default=2, metadata={"help": "keep one frame every N 20 Hz steps"})
+    frames: int = field(default=20000, metadata={"range": (1, None), "help": "frames to record"})
+    seed: int = field(default=0, metadata={"range": (0, None), "help": "seed of every route, scene and perturbation"})
+    frames_per_shard: int = field(default=2000, metadata={"range": (1, None), "help": "frames per shard file"})
+    record_every: int = field(default=2, metadata={"range": (1, None), "help": "keep one frame every N 20 Hz steps"})
     noise: bool = field(default=True, metadata={"help": "inject steering perturbations (recovery data)"})
-    workers: int = field(default=2, metadata={"help": "parallel processes, one shard each"})
+    workers: int = field(default=2, metadata={"range": (1, None), "help": "parallel processes, one shard each"})
 
 
 class _Perturbation:

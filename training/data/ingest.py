@@ -32,9 +32,9 @@ class IngestConfig:
     control_topic: str = field(default="/carla/ego_vehicle/vehicle_control_cmd", metadata={"help": "control topic (its steer is the label)"})
     collision_topic: str = field(default="/carla/ego_vehicle/collision", metadata={"help": "collision event topic"})
     lane_invasion_topic: str = field(default="/carla/ego_vehicle/lane_invasion", metadata={"help": "lane invasion event topic"})
-    max_gap_s: float = field(default=0.2, metadata={"help": "a frame with no control message within this many seconds is dropped"})
-    event_window_s: float = field(default=2.0, metadata={"help": "frames this close (s) before or after an infraction are marked abnormal"})
-    frames_per_shard: int = field(default=2000, metadata={"help": "frames per dataset shard"})
+    max_gap_s: float = field(default=0.2, metadata={"range": (0.0, None), "help": "a frame with no control message within this many seconds is dropped"})
+    event_window_s: float = field(default=2.0, metadata={"range": (0.0, None), "help": "frames this close (s) before or after an infraction are marked abnormal"})
+    frames_per_shard: int = field(default=2000, metadata={"range": (1, None), "help": "frames per dataset shard"})
 
 
 def typestore():

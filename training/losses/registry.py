@@ -32,10 +32,10 @@ class LossSpec:
     loss reads (``weighted`` always, ``ml3`` when ``ml3_features``)."""
 
     loss: str = field(default="mse", metadata={"help": "loss family", "choices": LOSSES})
-    tau: float = field(default=1.0, metadata={"help": "weighted: temperature; 0 = exactly MSE"})
-    weight_hidden: int = field(default=32, metadata={"help": "weighted: width of the scoring MLP"})
+    tau: float = field(default=1.0, metadata={"range": (0.0, None), "help": "weighted: temperature; 0 = exactly MSE"})
+    weight_hidden: int = field(default=32, metadata={"range": (1, None), "help": "weighted: width of the scoring MLP"})
     weight_reads_loss: bool = field(default=False, metadata={"help": "weighted: the weight also reads the sample's own error (Meta-Weight-Net)"})
-    ml3_hidden: int = field(default=40, metadata={"help": "ml3: width of the loss network"})
+    ml3_hidden: int = field(default=40, metadata={"range": (1, None), "help": "ml3: width of the loss network"})
     ml3_features: bool = field(default=True, metadata={"help": "ml3: feed scene features to the loss network"})
     features: str = field(default=",".join(DEFAULT_FEATURES), metadata={"help": "scene features a learned loss reads"})
     category_weights: str = field(default="pedestrian=1,obstacle=1,sharp_bend=1",

@@ -36,18 +36,18 @@ ENGINE_NAMES = tuple(ENGINES)
 class MetaConfig:
     schedule: str = field(default="pretrain", metadata={"help": "pretrain: meta-train phi, then freeze it for a fresh model; online: learn phi "
                                                                 "along the shipped model's own training run", "choices": ("pretrain", "online")})
-    meta_every: int = field(default=1, metadata={"help": "online: one meta step every N training steps"})
+    meta_every: int = field(default=1, metadata={"range": (1, None), "help": "online: one meta step every N training steps"})
     lookahead: str = field(default="sgd", metadata={"help": "virtual inner update: SGD at inner_lr, or the model optimiser's next Adam step",
                                                     "choices": ("sgd", "adam")})
     engine: str = field(default="func", metadata={"help": "meta-gradient engine", "choices": ENGINE_NAMES})
-    inner_lr: float = field(default=0.01, metadata={"help": "SGD step size of the (virtual) inner update (lookahead sgd)"})
-    meta_lr: float = field(default=1e-2, metadata={"help": "Adam step size of the loss parameters"})
-    unroll: int = field(default=1, metadata={"help": "inner steps per meta step (K)"})
-    reset_every: int = field(default=0, metadata={"help": "re-initialise the model every N meta steps (0: never)"})
+    inner_lr: float = field(default=0.01, metadata={"range": (0.0, None), "help": "SGD step size of the (virtual) inner update (lookahead sgd)"})
+    meta_lr: float = field(default=1e-2, metadata={"range": (0.0, None), "help": "Adam step size of the loss parameters"})
+    unroll: int = field(default=1, metadata={"range": (1, None), "help": "inner steps per meta step (K)"})
+    reset_every: int = field(default=0, metadata={"range": (0, None), "help": "re-initialise the model every N meta steps (0: never)"})
     head_only: bool = field(default=False, metadata={"help": "cheap meta-gradient through the head only"})
-    abnormal_emphasis: float = field(default=1.0, metadata={"help": "meta-train-only extra: task loss adds this x MSE on abnormal meta frames"})
+    abnormal_emphasis: float = field(default=1.0, metadata={"range": (0.0, None), "help": "meta-train-only extra: task loss adds this x MSE on abnormal meta frames"})
     model_update: str = field(default="adam", metadata={"help": "how the model moves after a meta step", "choices": ("adam", "inner")})
-    model_lr: float = field(default=1e-3, metadata={"help": "Adam step size of the model when model_update=adam"})
+    model_lr: float = field(default=1e-3, metadata={"range": (0.0, None), "help": "Adam step size of the model when model_update=adam"})
 
 
 def emphasised_mse(abnormal_column: int | None, emphasis: float) -> TaskLoss:

@@ -22,13 +22,13 @@ METRICS = ("rare_pass_rate", "time_without_infractions_s", "route_completion", "
 class TrialBudget:
     space: str = field(default="learned", metadata={"help": "what is searched: the learned loss, or the oversampling baseline's share",
                                                     "choices": tuple(SPACES)})
-    steps: int = field(default=600, metadata={"help": "model training steps per trial"})
-    lr: float = field(default=5e-4, metadata={"help": "peak learning rate of a trial's training"})
+    steps: int = field(default=600, metadata={"range": (1, None), "help": "model training steps per trial"})
+    lr: float = field(default=5e-4, metadata={"range": (0.0, None), "help": "peak learning rate of a trial's training"})
     init_from: str = field(default="", metadata={"help": "warm start every trial from this run / model.pt (default: a fresh model)"})
-    episodes: int = field(default=24, metadata={"help": "tuning routes per trial (the same routes for every trial)"})
+    episodes: int = field(default=24, metadata={"range": (1, None), "help": "tuning routes per trial (the same routes for every trial)"})
     metric: str = field(default="rare_pass_rate", metadata={"help": "closed-loop metric to maximise", "choices": METRICS})
-    abnormal_rate: float = field(default=0.1, metadata={"help": "rare-scene rate of the tuning routes"})
-    max_time_s: float = field(default=150.0, metadata={"help": "episode time limit of the tuning routes, simulated seconds"})
+    abnormal_rate: float = field(default=0.1, metadata={"range": (0.0, 1.0), "help": "rare-scene rate of the tuning routes"})
+    max_time_s: float = field(default=150.0, metadata={"range": (1.0, None), "help": "episode time limit of the tuning routes, simulated seconds"})
 
 
 def synthetic(x: np.ndarray, trial: int, seed: int) -> tuple[float, float]:

@@ -30,10 +30,10 @@ Objective = Callable[[np.ndarray, int], tuple[float, float]]  # (x in [0,1]^d, t
 
 @dataclass(frozen=True)
 class TuneConfig:
-    budget: int = field(default=12, metadata={"help": "trials in all"})
-    init: int = field(default=4, metadata={"help": "fixed and Sobol trials before BO"})
-    parallel: int = field(default=1, metadata={"help": "trials run at once (q of qLogNEI)"})
-    seed: int = field(default=0, metadata={"help": "seed of Sobol points, BO restarts and trials"})
+    budget: int = field(default=12, metadata={"range": (1, None), "help": "trials in all"})
+    init: int = field(default=4, metadata={"range": (1, None), "help": "fixed and Sobol trials before BO"})
+    parallel: int = field(default=1, metadata={"range": (1, None), "help": "trials run at once (q of qLogNEI)"})
+    seed: int = field(default=0, metadata={"range": (0, None), "help": "seed of Sobol points, BO restarts and trials"})
     method: str = field(default="bo", metadata={"help": "bo, or sobol only", "choices": ("bo", "sobol")})
     executor: str = field(default="local", metadata={"help": "where trials run", "choices": ("local", "ray")})
     address: str = field(default="", metadata={"help": "Ray cluster address (--executor ray); empty: a local Ray instance"})
