@@ -2,18 +2,22 @@
 
     @dataclass
     class CollectConfig:
-        frames: int = field(default=20000, metadata={"help": "frames to record"})
+        frames: int = field(default=20000, metadata={"help": "frames to record", "range": (1, None)})
 
     add_arguments(parser, CollectConfig); cfg = from_args(CollectConfig, parser.parse_args())
+
+A ``range`` (lowest, highest; inclusive, ``None``: unbounded) is checked where the flag is parsed: a value
+outside it is refused by argparse (exit code 2, the flag, the value and what is allowed), before any work.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
 
@@ -30,6 +34,30 @@ def _scalar_type(tp: Any) -> Any:
     return tp
 
 
+def allowed(tp: type, lo: float | None, hi: float | None) -> str:
+    """What a ranged flag accepts, in words: "an integer >= 1", "a number from 0 to 1"."""
+    kind = "an integer" if tp is int else "a number"
+    if lo is not None and hi is not None:
+        return f"{kind} from {lo} to {hi}"
+    return f"{kind} >= {lo}" if lo is not None else f"{kind} <= {hi}"
+
+
+def bounded(tp: type, lo: float | None = None, hi: float | None = None) -> Callable[[str], Any]:
+    """An argparse ``type``: parses ``tp`` and refuses values outside [lo, hi] (and NaN / infinity)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = tp(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {allowed(tp, lo, hi)}") from None
+        if not math.isfinite(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"{text} is out of range: allowed is {allowed(tp, lo, hi)}")
+        return value
+
+    parse.__name__ = tp.__name__
+    return parse
+
+
 def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
     """Add one flag per field of dataclass ``cls`` (scalars only), defaulting to the field's default."""
     hints = typing.get_type_hints(cls)
@@ -42,7 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
         if tp is bool:
             parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=default, help=help_text)
         elif tp in (int, float, str):
-            parser.add_argument(_flag(f.name), type=tp, default=default, help=help_text,
+            kind = bounded(tp, *f.metadata["range"]) if "range" in f.metadata else tp
+            parser.add_argument(_flag(f.name), type=kind, default=default, help=help_text,
                                 choices=f.metadata.get("choices"))
 
 
