@@ -12,9 +12,102 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from training.config import add_arguments, from_args
+from training.config import add_arguments, bounded, from_args
 
 Handler = Callable[[argparse.Namespace], dict | None]
+COUNT, SEED = bounded(int, 1), bounded(int, 0)
+KINDS = {".onnx": "an ONNX model", ".md": "a markdown file", ".json": "a JSON file", ".png": "a PNG image", ".csv": "a CSV file", ".txt": "a text file",
+         ".npy": "a NumPy array", ".yaml": "a YAML file", ".py": "a Python file", ".pt": "a torch file"}
+
+
+def _kind(path: Path) -> str:
+    """What ``path`` is, in words, for naming a wrong file kind."""
+    if path.is_dir():
+        return "a directory without model.pt"
+    return KINDS.get(path.suffix.lower(), f"a {path.suffix} file" if path.suffix else "a file without a suffix")
+
+
+def _existing(text: str, expected: str) -> Path:
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{text}: no such file or directory (expected {expected})")
+    return path
+
+
+def _is_run(path: Path) -> bool:
+    return (path / "model.pt").is_file() if path.is_dir() else path.name == "model.pt"
+
+
+def onnx_model(text: str) -> str:
+    """An argparse ``type``: an existing ``.onnx`` file."""
+    path = _existing(text, "an ONNX model, .onnx")
+    if path.is_file() and path.suffix == ".onnx":
+        return text
+    raise argparse.ArgumentTypeError(f"{text} is {_kind(path)}, not an ONNX model (.onnx)")
+
+
+def run_model(text: str) -> str:
+    """An argparse ``type``: a run directory (holding model.pt) or its model.pt."""
+    path = _existing(text, "a run directory or its model.pt")
+    if _is_run(path):
+        return text
+    raise argparse.ArgumentTypeError(f"{text} is {_kind(path)}, neither a run directory nor its model.pt")
+
+
+def any_model(text: str) -> str:
+    """An argparse ``type``: an ONNX model, a run directory or its model.pt."""
+    path = _existing(text, "an ONNX model (.onnx), a run directory or its model.pt")
+    if (path.is_file() and path.suffix == ".onnx") or _is_run(path):
+        return text
+    raise argparse.ArgumentTypeError(f"{text} is {_kind(path)}, neither an ONNX model (.onnx) nor a run directory (or its model.pt)")
+
+
+def dataset_dir(text: str) -> str:
+    """An argparse ``type``: a recorded dataset (a directory with manifest.json)."""
+    path = _existing(text, "a dataset directory")
+    if path.is_dir() and (path / "manifest.json").is_file():
+        return text
+    what = "a directory without manifest.json" if path.is_dir() else _kind(path)
+    raise argparse.ArgumentTypeError(f"{text} is {what}, not a dataset directory (written by `metasteer collect`)")
+
+
+def new_file(suffix: str, what: str) -> Callable[[str], str]:
+    """An argparse ``type``: a file to write, named with ``suffix``."""
+
+    def parse(text: str) -> str:
+        if Path(text).suffix != suffix or Path(text).is_dir():
+            raise argparse.ArgumentTypeError(f"{text}: expected {what} path ending in {suffix}")
+        return text
+
+    return parse
+
+
+def rosbag_dir(text: str) -> str:
+    """An argparse ``type``: a rosbag2 recording (a directory with metadata.yaml)."""
+    path = _existing(text, "a rosbag2 directory")
+    if path.is_dir() and (path / "metadata.yaml").is_file():
+        return text
+    what = "a directory without metadata.yaml" if path.is_dir() else _kind(path)
+    raise argparse.ArgumentTypeError(f"{text} is {what}, not a rosbag2 recording")
+
+
+def pipeline_run(text: str) -> str:
+    """An argparse ``type``: a finished ``metasteer pipeline`` run (holding report.json)."""
+    path = _existing(text, "a finished pipeline run")
+    if (path / "report.json").is_file():
+        return text
+    raise argparse.ArgumentTypeError(f"{text} has no report.json: not a finished `metasteer pipeline` run")
+
+
+def fractions(text: str) -> tuple[float, ...]:
+    """An argparse ``type``: comma-separated shares in (0, 1]."""
+    try:
+        values = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not comma-separated numbers") from None
+    if not all(0 < v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"{text} is out of range: every share must be in (0, 1]")
+    return values
 
 
 def _emit(result: dict | None, as_json: bool) -> None:
@@ -100,8 +193,8 @@ def _cmd_bench_sample_efficiency(args: argparse.Namespace) -> dict:
 
     losses = tuple(x for x in args.losses.split(",") if x)
     unknown = sorted(set(losses) - set(ENTRIES))
-    if unknown:
-        raise ValueError(f"unknown losses {unknown}; choose from {list(ENTRIES)}")
+    if unknown or not losses:
+        raise ValueError(f"--losses {args.losses!r}: unknown {unknown}; choose from {list(ENTRIES)}")
     return bench_sample_efficiency(Path(args.work), seeds=args.seeds, frames=args.frames, steps=args.steps,
                                    meta_steps=args.meta_steps, workers=args.workers, losses=losses, progress=not args.no_progress)
 
@@ -137,8 +230,7 @@ def _cmd_dagger(args: argparse.Namespace) -> dict:
 def _cmd_bench_events_curve(args: argparse.Namespace) -> dict:
     from training.bench.events_curve import bench_events_curve
 
-    return bench_events_curve(Path(args.work), Path(args.data) if args.data else None,
-                              tuple(float(f) for f in args.fractions.split(",")), steps=args.steps, episodes=args.episodes,
+    return bench_events_curve(Path(args.work), Path(args.data) if args.data else None, args.fractions, steps=args.steps, episodes=args.episodes,
                               seed=args.seed, progress=not args.no_progress)
 
 
@@ -240,34 +332,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = command("show", _cmd_show, "write a contact sheet of a dataset's normal and abnormal frames")
-    p.add_argument("dataset", help="dataset directory")
-    p.add_argument("--out", required=True, help="PNG to write")
-    p.add_argument("--per-group", type=int, default=12, help="frames shown per group")
-    p.add_argument("--seed", type=int, default=0, help="which frames are picked")
+    p.add_argument("dataset", type=dataset_dir, help="dataset directory")
+    p.add_argument("--out", required=True, type=new_file(".png", "a PNG"), help="PNG to write")
+    p.add_argument("--per-group", type=COUNT, default=12, help="frames shown per group")
+    p.add_argument("--seed", type=SEED, default=0, help="which frames are picked")
 
     from training.fit import TrainConfig
     from training.losses import LossSpec
     from training.meta import MetaConfig
 
     p = command("train", _cmd_train, "behaviour cloning with a chosen loss (learned losses: meta-train, then meta-test)")
-    p.add_argument("--data", required=True, nargs="+", help="dataset directory (several: trained on together, e.g. DAgger rounds)")
-    p.add_argument("--meta-data", default=None, help="meta set (over-representing rare scenes); default: held-out episodes of --data")
+    p.add_argument("--data", required=True, nargs="+", type=dataset_dir, help="dataset directory (several: trained on together, e.g. DAgger rounds)")
+    p.add_argument("--meta-data", default=None, type=dataset_dir, help="meta set (over-representing rare scenes); default: held-out episodes of --data")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its checkpoint")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    p.add_argument("--threads", type=SEED, default=0, help="torch CPU threads (0: torch default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_arguments(p, LossSpec)
     add_arguments(p, MetaConfig)
     add_arguments(p, TrainConfig)
 
     p = command("evaluate-offline", _cmd_evaluate_offline, "steering error of a trained model on a dataset, overall / normal / abnormal / by category / by bin")
-    p.add_argument("run", help="run directory or model.pt")
-    p.add_argument("--data", required=True, help="dataset directory")
+    p.add_argument("run", type=run_model, help="run directory or model.pt")
+    p.add_argument("--data", required=True, type=dataset_dir, help="dataset directory")
 
     from training.evaluate import EvalConfig
 
     p = command("evaluate", _cmd_evaluate, "drive a model (ONNX file or run) in closed loop on held-out routes")
-    p.add_argument("model", help="ONNX file, run directory or model.pt")
+    p.add_argument("model", type=any_model, help="ONNX file, run directory or model.pt")
     p.add_argument("--out", default=None, help="directory for closed_loop.json and trajectories.png")
     p.add_argument("--no-progress", action="store_true")
     add_arguments(p, WorldConfig)
@@ -275,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("compare", _cmd_compare, "judge models per rare scene on the same held-out routes (paired): pass rates, "
                 "on-policy error, paired differences with bootstrap CIs; table, JSON, PNG")
-    p.add_argument("models", nargs="+", help="ONNX files or run directories; the first is the reference of the paired differences")
+    p.add_argument("models", nargs="+", type=any_model, help="ONNX files or run directories; the first is the reference of the paired differences")
     p.add_argument("--names", default=None, help="comma-separated display names (default: file / run names)")
     p.add_argument("--out", default=None, help="directory for compare.json and compare.png")
     p.add_argument("--no-progress", action="store_true")
@@ -285,34 +377,34 @@ def build_parser() -> argparse.ArgumentParser:
     from training.dagger import DaggerConfig
 
     p = command("dagger", _cmd_dagger, "DAgger with the world's expert: the policy drives, the expert relabels, aggregate, fine-tune; N rounds, resumable")
-    p.add_argument("--run", required=True, help="trained run to start from (its policy drives round 1)")
-    p.add_argument("--data", required=True, nargs="+", help="the data that run was trained on (aggregated with every round)")
+    p.add_argument("--run", required=True, type=run_model, help="trained run to start from (its policy drives round 1)")
+    p.add_argument("--data", required=True, nargs="+", type=dataset_dir, help="the data that run was trained on (aggregated with every round)")
     p.add_argument("--out", required=True, help="directory of the rounds (round-K/{policy.onnx,data,run}) and dagger.json")
     p.add_argument("--no-progress", action="store_true")
     add_arguments(p, WorldConfig)
     add_arguments(p, DaggerConfig)
 
     p = command("export", _cmd_export, "export a run to ONNX (opset 17, metadata, parity-checked against torch)")
-    p.add_argument("run", help="run directory or model.pt")
-    p.add_argument("--out", required=True, help="ONNX file to write")
+    p.add_argument("run", type=run_model, help="run directory or model.pt")
+    p.add_argument("--out", required=True, type=new_file(".onnx", "an ONNX"), help="ONNX file to write")
 
     p = command("quantize", _cmd_quantize, "int8 copy of an exported model (convolutions; calibrated on tuning routes, parity-checked)")
-    p.add_argument("model", help="exported float ONNX file")
-    p.add_argument("--out", required=True, help="ONNX file to write")
-    p.add_argument("--calibration-frames", type=int, default=256, help="embedded-world frames (tuning routes) to calibrate on")
-    p.add_argument("--seed", type=int, default=0, help="seed of the calibration routes (or of the frames drawn from --data)")
-    p.add_argument("--data", default=None, help="dataset to calibrate on instead of the embedded world (frames of the car's own domain)")
+    p.add_argument("model", type=onnx_model, help="exported float ONNX file")
+    p.add_argument("--out", required=True, type=new_file(".onnx", "an ONNX"), help="ONNX file to write")
+    p.add_argument("--calibration-frames", type=COUNT, default=256, help="embedded-world frames (tuning routes) to calibrate on")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the calibration routes (or of the frames drawn from --data)")
+    p.add_argument("--data", default=None, type=dataset_dir, help="dataset to calibrate on instead of the embedded world (frames of the car's own domain)")
 
     from training.tune.objectives import TrialBudget
     from training.tune.tuner import TuneConfig
 
     p = command("tune", _cmd_tune, "Bayesian optimisation (BoTorch) of the learned loss against a closed-loop metric")
-    p.add_argument("--data", default=None, help="training dataset (closed-loop objective)")
-    p.add_argument("--meta-data", default=None, help="meta set (default: held-out episodes of --data)")
+    p.add_argument("--data", default=None, type=dataset_dir, help="training dataset (closed-loop objective)")
+    p.add_argument("--meta-data", default=None, type=dataset_dir, help="meta set (default: held-out episodes of --data)")
     p.add_argument("--out", default="runs/tune", help="tuning directory (trial log, plots, tune.json)")
     p.add_argument("--objective", default="closed-loop", choices=("closed-loop", "synthetic"), help="what a trial measures")
     p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True, help="also run a same-budget Sobol search")
-    p.add_argument("--synthetic-delay-s", type=float, default=0.0, help=argparse.SUPPRESS)
+    p.add_argument("--synthetic-delay-s", type=bounded(float, 0.0), default=0.0, help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true")
     add_arguments(p, TuneConfig)
     add_arguments(p, TrialBudget)
@@ -323,63 +415,67 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("drive", _cmd_drive, "one closed-loop episode through ROS 2: embedded bridge + steering node, two processes")
     p.add_argument("--world", default="embedded", choices=("embedded",))
-    p.add_argument("--model", required=True, help="ONNX model the steering node loads")
+    p.add_argument("--model", required=True, type=onnx_model, help="ONNX model the steering node loads")
     p.add_argument("--logs", default=None, help="directory for node / bridge logs and the infraction log")
     add_arguments(p, DriveConfig)
 
     p = command("ingest", _cmd_ingest, "turn a rosbag2 recording (MCAP or SQLite3) of camera + control into a dataset")
-    p.add_argument("bag", help="rosbag2 directory")
+    p.add_argument("bag", type=rosbag_dir, help="rosbag2 directory")
     p.add_argument("--out", required=True, help="dataset directory")
     add_arguments(p, IngestConfig)
 
     bench = sub.add_parser("bench", help="benchmarks (print JSON)").add_subparsers(dest="bench", required=True)
     p = command("sim", _cmd_bench_sim, "embedded world steps/s with its camera, one core", parent=bench)
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=COUNT, default=3000)
+    p.add_argument("--seed", type=SEED, default=0)
     p = command("node-latency", _cmd_bench_node_latency, "camera -> control through real DDS, 800x600 bgra8, 20 Hz and faster", parent=bench)
-    p.add_argument("--model", default="models/learned.onnx", help="ONNX model the node loads")
-    p.add_argument("--frames", type=int, default=200)
-    p.add_argument("--threads", type=int, default=1, help="the node's onnxruntime intra-op threads")
+    p.add_argument("--model", default="models/learned.onnx", type=onnx_model, help="ONNX model the node loads")
+    p.add_argument("--frames", type=COUNT, default=200)
+    p.add_argument("--threads", type=COUNT, default=1, help="the node's onnxruntime intra-op threads")
 
     p = command("train-step", _cmd_bench_train_step, "training step time: compute vs input path (data_share), CPU and CUDA", parent=bench)
-    p.add_argument("--frames", type=int, default=8000)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--frames", type=COUNT, default=8000)
+    p.add_argument("--batch", type=COUNT, default=64)
+    p.add_argument("--repeats", type=COUNT, default=30)
     p = command("events-curve", _cmd_bench_events_curve, "MSE on nested episode subsets: closed-loop pass rate per rare scene vs events",
                 parent=bench)
     p.add_argument("--work", default="runs/bench_events_curve", help="runs, models and results go here (reused when re-run)")
-    p.add_argument("--data", default=None, help="dataset to subset (default: collect 80,000 frames at 5 %% rare frames)")
-    p.add_argument("--fractions", default="0.125,0.25,0.5,1", help="comma-separated shares of the episodes")
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--episodes", type=int, default=24, help="paired held-out routes")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", default=None, type=dataset_dir, help="dataset to subset (default: collect 80,000 frames at 5 %% rare frames)")
+    p.add_argument("--fractions", default="0.125,0.25,0.5,1", type=fractions, help="comma-separated shares of the episodes")
+    p.add_argument("--steps", type=COUNT, default=3000)
+    p.add_argument("--episodes", type=COUNT, default=24, help="paired held-out routes")
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--no-progress", action="store_true")
     p = command("dagger-curve", _cmd_bench_dagger_curve, "per loss (mse, oversample, learned): closed-loop pass rate vs DAgger rounds "
                 "of a pipeline run", parent=bench)
-    p.add_argument("--run", default="runs/models", help="a finished `metasteer pipeline` run")
+    p.add_argument("--run", default="runs/models", type=pipeline_run, help="a finished `metasteer pipeline` run")
     p.add_argument("--work", default="runs/bench_dagger_curve", help="runs and results go here (reused when re-run)")
-    p.add_argument("--episodes", type=int, default=None, help="paired held-out routes (default: the pipeline's)")
+    p.add_argument("--episodes", type=COUNT, default=None, help="paired held-out routes (default: the pipeline's)")
     p.add_argument("--no-progress", action="store_true")
     p = command("meta-step", _cmd_bench_meta_step, "seconds per plain / meta step, per engine and unroll; head-only variant", parent=bench)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=COUNT, default=32)
+    p.add_argument("--repeats", type=COUNT, default=5)
+    p.add_argument("--seed", type=SEED, default=0)
     from training.bench.sample_efficiency import DEFAULT_ENTRIES
 
     p = command("sample-efficiency", _cmd_bench_sample_efficiency, "every loss x seeds at equal budget; abnormal / normal test MAE", parent=bench)
     p.add_argument("--work", default="runs/bench_sample_efficiency", help="datasets, runs and results go here (reused when re-run)")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--frames", type=int, default=40000)
-    p.add_argument("--steps", type=int, default=600)
-    p.add_argument("--meta-steps", type=int, default=200)
+    p.add_argument("--seeds", type=COUNT, default=3)
+    p.add_argument("--frames", type=COUNT, default=40000)
+    p.add_argument("--steps", type=COUNT, default=600)
+    p.add_argument("--meta-steps", type=SEED, default=200)
     p.add_argument("--losses", default=",".join(DEFAULT_ENTRIES), help="comma-separated entries (also: weighted, ml3 by the meta-test protocol)")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=COUNT, default=2)
     p.add_argument("--no-progress", action="store_true")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "names", None) and len(args.names.split(",")) != len(args.models):
+        print(f"metasteer {args.command}: error: argument --names: {args.names!r} names {len(args.names.split(','))} models, "
+              f"{len(args.models)} were given", file=sys.stderr)
+        return 2
     from training.data.format import DatasetError
 
     try:
