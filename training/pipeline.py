@@ -233,7 +233,7 @@ def targets(r: dict) -> dict:
             "failure_rate": fail, "normal_infractions_per_km": nipkm, "learned_is_mse": not r["choice"]["kept"],
             "learned_half_mse_failures_met": known and fail["learned"] <= 0.5 * fail["mse"],
             "learned_not_worse_than_oversample_met": known and fail["learned"] <= fail["oversample"],
-            "learned_normal_road_met": None in (nipkm["learned"], nipkm["mse"]) or nipkm["learned"] <= nipkm["mse"]}
+            "learned_normal_road_met": None not in (nipkm["learned"], nipkm["mse"]) and nipkm["learned"] <= nipkm["mse"]}  # unknown: not met
 
 
 def _trials(log: str) -> list[dict]:
