@@ -125,12 +125,17 @@ def test_the_steering_core_runs_every_model_it_loads_with_its_thread_count(known
         assert core.policy.session.get_session_options().intra_op_num_threads == threads
 
 
-def test_a_model_that_outputs_nan_brakes(known_models):
-    res = evaluate(known_models["nan"], WorldConfig(abnormal_rate=0.0), EvalConfig(episodes=1, seed=0, workers=1, max_time_s=10.0),
-                   progress=False)
-    ep = res["episodes"][0]
-    assert ep["distance_m"] < 15.0  # from 8 m/s to a standstill, then held there
-    assert ep["route_completion"] < 0.02
+def test_a_model_that_outputs_nan_brakes_to_a_standstill_on_the_road(known_models):
+    """Braking, not circling: a NaN read as full right steer would leave the road within ~10 m too."""
+    from metasteer.policy import OnnxPolicy
+    from simulator.base import FIXED_DELTA_S
+    from training.evaluate import drive_episode, route_seed
+
+    ep = drive_episode(OnnxPolicy.load(known_models["nan"]), WorldConfig(abnormal_rate=0.0), route_seed(0, 0), 10.0, trace=False)
+    speed_mps = np.array(ep["steps"]["distance_m"]) / FIXED_DELTA_S
+    assert ep["truncated"] and not any(ep["steps"]["infraction"])  # held on the road until the time limit
+    assert set(ep["steps"]["steer"]) == {0.0}  # never steered
+    assert speed_mps[-40:].max() < 0.05 and speed_mps.sum() * FIXED_DELTA_S < 15.0  # from 8 m/s to a standstill, held
 
 
 def test_compare_pairs_routes_and_judges_every_model(known_models):
@@ -142,28 +147,37 @@ def test_compare_pairs_routes_and_judges_every_model(known_models):
     assert set(a["onpolicy_mae"]) == {"normal", "pedestrian", "obstacle", "sharp_bend"}
 
 
-def test_compare_pairs_any_two_models_and_reuses_a_saved_result_only_for_the_same_models(known_models, tmp_path, monkeypatch):
+def test_compare_pairs_any_two_models_and_reuses_a_saved_result_only_for_the_same_models(tmp_path, monkeypatch):
+    """Two shipped models that reach rare scenes (their paired difference is a number), a copy of the
+    first under a third name; a saved result is reused for the same request only: another model under
+    a name, or one other setting of the routes at a time, drives again."""
     import shutil
 
     import training.compare as comparing
+    from tests.conftest import ROOT
 
     world, cfg = WorldConfig(abnormal_rate=0.3), EvalConfig(episodes=2, seed=4, workers=1, max_time_s=20.0)
-    models = [known_models["trained"], known_models["right"], tmp_path / "c.onnx"]
-    shutil.copy(known_models["trained"], models[2])
-    first = compare(models, world, cfg, tmp_path / "out", names=["a", "b", "c"], progress=False, against={"c": "b"})
+    models = [ROOT / "models" / "mse.onnx", ROOT / "models" / "oversample.onnx", tmp_path / "c.onnx"]
+    shutil.copy(models[0], models[2])
+    request = {"names": ["a", "b", "c"], "progress": False, "against": {"c": "b"}}
+    first = compare(models, world, cfg, tmp_path / "out", **request)
     vs = first["models"]["c"]["paired_diff_vs"]["b"]["pass_rate_rare"]
     ab = first["models"]["b"]["paired_diff"]["pass_rate_rare"]
-    assert vs["diff"] is None or ab["diff"] is None or vs["diff"] == pytest.approx(-ab["diff"])  # c is a copy of a
-    assert "c - b: rare-scene pass rate" in table(first) or vs["diff"] is None
+    assert ab["diff"] is not None and vs["diff"] == pytest.approx(-ab["diff"])  # c is a copy of a
+    assert "c - b: rare-scene pass rate" in table(first)
 
     def no_driving(*args, **kwargs):
         raise AssertionError("drove again")
 
     monkeypatch.setattr(comparing, "drive_routes", no_driving)
-    again = compare(models, world, cfg, tmp_path / "out", names=["a", "b", "c"], progress=False, against={"c": "b"}, reuse=True)
+    again = compare(models, world, cfg, tmp_path / "out", reuse=True, **request)
     assert again["models"]["c"]["paired_diff_vs"] == json.loads(json.dumps(first["models"]["c"]["paired_diff_vs"]))
-    shutil.copy(known_models["right"], models[2])  # another model under the same name: judged anew
+    for other_world, other_cfg in ((world, replace(cfg, episodes=3)), (world, replace(cfg, seed=5)), (world, replace(cfg, max_time_s=21.0)),
+                                   (world, replace(cfg, split="tune")), (replace(world, abnormal_rate=0.2), cfg)):
+        with pytest.raises(AssertionError, match="drove again"):
+            compare(models, other_world, other_cfg, tmp_path / "out", reuse=True, **request)
+    with pytest.raises(AssertionError, match="drove again"):  # the same models, another extra pair
+        compare(models, world, cfg, tmp_path / "out", reuse=True, **(request | {"against": {}}))
+    shutil.copy(models[1], models[2])  # another model under the same name: judged anew
     with pytest.raises(AssertionError, match="drove again"):
-        compare(models, world, cfg, tmp_path / "out", names=["a", "b", "c"], progress=False, against={"c": "b"}, reuse=True)
-    with pytest.raises(AssertionError, match="drove again"):  # other routes
-        compare(models[:2], world, replace(cfg, episodes=3), tmp_path / "out", names=["a", "b"], progress=False, reuse=True)
+        compare(models, world, cfg, tmp_path / "out", reuse=True, **request)
