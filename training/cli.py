@@ -285,7 +285,7 @@ def _cmd_drive(args: argparse.Namespace) -> dict:
 def _cmd_ingest(args: argparse.Namespace) -> dict:
     from training.data.ingest import IngestConfig, ingest
 
-    return ingest(Path(args.bag), Path(args.out), from_args(IngestConfig, args))
+    return ingest([Path(b) for b in args.bag], Path(args.out), from_args(IngestConfig, args))
 
 
 def _cmd_bench_node_latency(args: argparse.Namespace) -> dict:
@@ -419,8 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logs", default=None, help="directory for node / bridge logs and the infraction log")
     add_arguments(p, DriveConfig)
 
-    p = command("ingest", _cmd_ingest, "turn a rosbag2 recording (MCAP or SQLite3) of camera + control into a dataset")
-    p.add_argument("bag", type=rosbag_dir, help="rosbag2 directory")
+    p = command("ingest", _cmd_ingest, "turn rosbag2 recordings (MCAP or SQLite3) of camera + control into one dataset")
+    p.add_argument("bag", nargs="+", type=rosbag_dir, help="rosbag2 directories (each one episode, split where sim time jumps back)")
     p.add_argument("--out", required=True, help="dataset directory")
     add_arguments(p, IngestConfig)
 
