@@ -2,6 +2,10 @@
 
 Needs a CARLA server and the ros-bridge workspace (carla_ros_bridge, carla_spawn_objects, carla_msgs)
 sourced. The bridge pins CARLA 0.9.13 in its CARLA_VERSION file; with the 0.9.16 client edit that file.
+
+The bridge waits for the vehicle control command before the next tick
+(``synchronous_mode_wait_for_vehicle_control_command``, default false in the bridge; it waits up to 1 s,
+then ticks anyway), so each frame's command acts on the next tick: the lockstep the models were judged in.
 """
 
 import os
@@ -24,7 +28,8 @@ def generate_launch_description():
     return LaunchDescription(args + [
         IncludeLaunchDescription(PythonLaunchDescriptionSource(os.path.join(bridge, "carla_ros_bridge.launch.py")), launch_arguments={
             "host": LaunchConfiguration("host"), "port": LaunchConfiguration("port"), "town": LaunchConfiguration("town"),
-            "synchronous_mode": "True", "fixed_delta_seconds": "0.05"}.items()),
+            "synchronous_mode": "True", "synchronous_mode_wait_for_vehicle_control_command": "True",
+            "fixed_delta_seconds": "0.05"}.items()),
         IncludeLaunchDescription(PythonLaunchDescriptionSource(os.path.join(spawn, "carla_example_ego_vehicle.launch.py")), launch_arguments={
             "role_name": LaunchConfiguration("role_name"), "objects_definition_file": os.path.join(share, "config", "ego_vehicle.json")}.items()),
         Node(package="metasteer", executable="steering_node", name="metasteer_steering", output="screen",

@@ -1,5 +1,6 @@
 """Infraction log of a drive: JSON lines (time, model id, event type, details), flushed per event,
-and a per-model summary (infractions per km, time without infractions) on close."""
+and a per-model summary (infractions per km, time without infractions) on close. A jump of the clock
+is logged as an event of its own (not an infraction) and counted in the summary record."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class InfractionLog:
         self.time_s: dict[str, float] = defaultdict(float)
         self.counts: dict[str, int] = defaultdict(int)
         self.first_time: dict[str, float] = {}
+        self.clock_jumps = 0
 
     def odometry(self, model_id: str, dt_s: float, speed_mps: float) -> None:
         """Time and distance driven by ``model_id`` (called per control period)."""
@@ -39,6 +41,11 @@ class InfractionLog:
     def lane_invasion(self, t: float, model_id: str, markings: list[int]) -> None:
         self._event(t, model_id, "lane_invasion", {"crossed_lane_markings": [int(m) for m in markings],
                                                    "names": [lane_marking_name(m) for m in markings]})
+
+    def clock_jump(self, t: float, model_id: str, delta_s: float) -> None:
+        """The clock jumped by ``delta_s`` to ``t`` (e.g. a world reload): logged, never driving time."""
+        self.clock_jumps += 1
+        self._write({"time": t, "model_id": model_id, "event": "clock_jump", "details": {"delta_s": delta_s}})
 
     def _event(self, t: float, model_id: str, kind: str, details: dict) -> None:
         self.counts[model_id] += 1
@@ -58,6 +65,6 @@ class InfractionLog:
     def close(self) -> dict:
         summary = self.summary()
         if not self._fh.closed:
-            self._write({"event": "summary", "per_model": summary})
+            self._write({"event": "summary", "per_model": summary, "clock_jumps": self.clock_jumps})
             self._fh.close()
         return summary

@@ -1,6 +1,9 @@
 """The steering node's logic without ROS: model hot-swap, frame -> command, safety, statistics.
 
-Times are seconds on one clock the caller chooses (the node uses its ROS clock). Steering follows
+Two clocks, in seconds: frame stamps and ``now_s`` on the clock the frames are stamped in (the node's
+ROS clock: simulation time under ``use_sim_time``), for staleness; ``steady_s`` on a monotonic clock, for
+the camera watchdog and the frame rate, because simulation time jumps back on a world reload, jumps
+forward, or stops, and a silent camera must brake whatever it does. Steering follows
 CARLA (+1 = full right) and is clamped to [-1, 1] here, because the ros-bridge forwards commands
 unclamped.
 """
@@ -51,7 +54,7 @@ class Stats:
     rejected_swaps: int = 0
     inference_ms: deque = field(default_factory=lambda: deque(maxlen=500))
     end_to_end_ms: deque = field(default_factory=lambda: deque(maxlen=500))
-    answer_times: deque = field(default_factory=lambda: deque(maxlen=200))
+    answer_times: deque = field(default_factory=lambda: deque(maxlen=200))  # steady clock
 
     def percentiles(self, which: deque) -> tuple[float, float]:
         if not which:
@@ -76,7 +79,7 @@ class SteeringCore:
         self.speed = SpeedController(safety.target_speed_mps, dt_s=dt_s)
         self.speed_mps = 0.0
         self.stats = Stats()
-        self.last_frame_time: float | None = None
+        self.last_answer_steady_s: float | None = None  # when a frame was last answered, steady clock
         self._lock = threading.Lock()
 
     # ---- models ---------------------------------------------------------------------------------
@@ -106,13 +109,14 @@ class SteeringCore:
     def on_speed(self, speed_mps: float) -> None:
         self.speed_mps = float(speed_mps) if math.isfinite(speed_mps) else self.speed_mps
 
-    def on_frame(self, encoding: str, height: int, width: int, step: int, data, stamp_s: float, now_s: float) -> Command | None:
+    def on_frame(self, encoding: str, height: int, width: int, step: int, data, stamp_s: float, now_s: float,
+                 steady_s: float) -> Command | None:
         """A camera frame -> a command, or ``None`` when the frame is stale (dropped, not queued).
 
         A malformed frame is counted and raises ``ImageError`` with the reason, for the caller to log.
+        Only a frame answered with a command holds the watchdog off: stale or malformed ones do not.
         """
         self.stats.frames += 1
-        self.last_frame_time = now_s
         if now_s - stamp_s > self.safety.max_frame_age_s:
             self.stats.stale += 1
             self.stats.last_stale_age_s = now_s - stamp_s
@@ -122,6 +126,7 @@ class SteeringCore:
         except ImageError:
             self.stats.malformed += 1
             raise
+        self.last_answer_steady_s = steady_s
         with self._lock:
             policy = self.policy
         if policy is None:
@@ -134,13 +139,14 @@ class SteeringCore:
             return Command(0.0, 0.0, 1.0, policy.model_id, "non_finite_output")
         throttle, brake = self.speed.run_step(self.speed_mps)
         self.stats.answered += 1
-        self.stats.answer_times.append(now_s)
+        self.stats.answer_times.append(steady_s)
         self.stats.end_to_end_ms.append((now_s - stamp_s) * 1000.0 + self.stats.inference_ms[-1])
         return Command(throttle, max(-1.0, min(1.0, steer)), brake, policy.model_id)
 
-    def watchdog(self, now_s: float) -> Command | None:
-        """A braking command when no frame came for ``camera_timeout_s`` (None otherwise)."""
-        if self.last_frame_time is None or now_s - self.last_frame_time > self.safety.camera_timeout_s:
+    def watchdog(self, steady_s: float) -> Command | None:
+        """A braking command when no frame was answered for ``camera_timeout_s`` of the steady clock."""
+        last = self.last_answer_steady_s
+        if last is None or steady_s - last > self.safety.camera_timeout_s:
             return self.brake("camera_timeout")
         return None
 

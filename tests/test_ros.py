@@ -62,6 +62,7 @@ class Harness:
     image_pub: Any = None
     collision_pub: Any = None
     lane_pub: Any = None
+    clock_pub: Any = None
     commands: list = field(default_factory=list)
     diagnostics: list = field(default_factory=list)
 
@@ -78,6 +79,7 @@ def harness():
     os.environ.update(ros_env(DOMAIN))
     rclpy.init()
     from diagnostic_msgs.msg import DiagnosticArray
+    from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import Image
 
     from metasteer.nodes.interfaces import resolve
@@ -87,6 +89,7 @@ def harness():
     h.image_pub = node.create_publisher(Image, "/carla/ego_vehicle/rgb_front/image", 10)
     h.collision_pub = node.create_publisher(h.iface.collision_type, "/carla/ego_vehicle/collision", 10)
     h.lane_pub = node.create_publisher(h.iface.lane_type, "/carla/ego_vehicle/lane_invasion", 10)
+    h.clock_pub = node.create_publisher(Clock, "/clock", 10)
     node.create_subscription(h.iface.control_type, "/carla/ego_vehicle/vehicle_control_cmd", h.on_control, 100)
     node.create_subscription(DiagnosticArray, "/diagnostics", h.diagnostics.append, 10)
     yield h
@@ -350,3 +353,83 @@ def test_node_latency_bench_measures_the_node_against_an_echo_of_the_same_transp
     assert r["transport"]["answered_fraction"] == 1.0 and r["answered_fraction"] == 1.0
     assert r["overhead_p50_ms"] == pytest.approx(r["p50_ms"] - r["transport_p50_ms"])
     assert r["interface"] == "carla_msgs" and r["inference_p50_ms"] > 0 and r["inference_20hz_p50_ms"] > 0 and r["inference_threads"] == 2
+
+
+def sim_time(t_s: float):
+    from builtin_interfaces.msg import Time
+
+    sec, nanosec = divmod(round(t_s * 1e9), 1_000_000_000)
+    return Time(sec=int(sec), nanosec=int(nanosec))
+
+
+def run_sim(h, t_s: float, wall_s: float, rate: float = 1.0, frames: bool = True) -> tuple[float, int]:
+    """``wall_s`` of real time of a simulator from ``t_s``: /clock every 10 ms advancing at ``rate`` x real
+    time and, if ``frames``, a camera frame per 0.05 s of simulation time stamped in it (as the bridge
+    does). Returns the simulation time at the end and the frames sent."""
+    from rosgraph_msgs.msg import Clock
+
+    payload, start, next_frame, sent = frame(h).data, time.monotonic(), t_s, 0
+    while (now := time.monotonic()) < start + wall_s:
+        t = t_s + (now - start) * rate
+        h.clock_pub.publish(Clock(clock=sim_time(t)))
+        if frames and t >= next_frame:
+            msg = frame(h, data=payload)
+            msg.header.stamp = sim_time(t)
+            h.image_pub.publish(msg)
+            sent, next_frame = sent + 1, t + 0.05
+        spin(h, 0.01)
+    return t_s + wall_s * rate, sent
+
+
+def is_brake(c: Command) -> bool:
+    return c.brake == 1.0 and c.throttle == 0.0
+
+
+@pytest.mark.parametrize("clock_does", ["runs_on", "jumps_back", "jumps_forward", "stops"])
+def test_a_silent_camera_brakes_whatever_simulation_time_does(harness, steering_node, tmp_path, clock_does):
+    """use_sim_time and a /clock like the bridge's: after driving on frames stamped in simulation time the
+    camera goes silent while the clock runs on, jumps back (CARLA resets it on a world reload), jumps
+    forward, or stops. The node brakes within camera_timeout_s + one watchdog period of the last frame (+ DDS: a
+    generous 0.5 s), drives again on frames of the new time, logs the jump, and counts none of it as driving."""
+    h = harness
+    proc = steering_node(use_sim_time=True)
+    wait_for_node(h)
+    t, sent = run_sim(h, 100.0, 1.5)
+    assert [c for c in h.commands if not is_brake(c)], "no driving command on frames in simulation time"
+    h.commands.clear()
+    last_frame = time.monotonic()
+    if clock_does == "stops":
+        spin(h, 2.0)
+    else:
+        t, _ = run_sim(h, {"runs_on": t, "jumps_back": 1.0, "jumps_forward": 1000.0}[clock_does], 2.0, frames=False)
+    braking = [c for c in h.commands if is_brake(c)]
+    assert braking, f"no brake after the camera went silent and the clock {clock_does}"
+    assert braking[0].received_s - last_frame <= 0.5 + 0.1 + 0.5
+    h.commands.clear()
+    _, resent = run_sim(h, t, 1.5)
+    assert len([c for c in h.commands if not is_brake(c)]) >= resent - 2  # it drives again, on the new time
+    stop(proc)
+    lines = [json.loads(x) for x in (tmp_path / "infractions.jsonl").read_text().splitlines()]
+    jumps = [x["details"]["delta_s"] for x in lines if x.get("event") == "clock_jump"]
+    summary = lines[-1]
+    assert summary["clock_jumps"] == len(jumps)
+    if clock_does in ("runs_on", "stops"):
+        assert not jumps
+    else:
+        assert len(jumps) == 1 and (jumps[0] < -90.0 if clock_does == "jumps_back" else jumps[0] > 890.0)
+    (driven,) = summary["per_model"].values()
+    assert driven["time_s"] <= 3.0 + 0.05  # the 1.5 s of frames before and after; nothing of the jump or the silence
+
+
+def test_a_simulator_slower_than_real_time_is_not_braked(harness, steering_node):
+    """Simulation time at a quarter of real time, frames on time (one per 0.05 s of simulation time, so
+    0.2 s of real time apart): every frame is driven on, and no brake comes between them."""
+    h = harness
+    steering_node(use_sim_time=True)
+    wait_for_node(h)
+    t, _ = run_sim(h, 100.0, 1.0)
+    h.commands.clear()
+    _, sent = run_sim(h, t, 4.0, rate=0.25)
+    spin(h, 0.3)
+    assert sent >= 15 and not [c for c in h.commands if is_brake(c)]
+    assert len(h.commands) >= sent - 1

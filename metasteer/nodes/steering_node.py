@@ -13,6 +13,13 @@ rejected with the reason and the current model keeps driving.
 Camera QoS: reliable, keep-last 1. Measured here (notes/ros2-from-pip.md): a best-effort
 subscription lost ~40 % of 800x600 frames from the bridge's reliable publisher; reliable lost none.
 Depth 1 makes the newest frame win when the node falls behind.
+
+Clocks: commands are stamped in the node's ROS clock (simulation time under ``use_sim_time``); the
+camera watchdog and the diagnostics run on the steady clock, so a silent camera brakes within
+``camera_timeout_s`` (+ one ``watchdog_period_s``) of the last answered frame whatever simulation time
+does (CARLA resets it on a world reload; it can jump forward or stop), and a simulator slower than real
+time brakes only if its frames come more than ``camera_timeout_s`` of real time apart. A jump of the
+ROS clock is logged (ROS log and infraction log) and never counted as driving time.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType, JumpThreshold, TimeJump
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -70,14 +79,18 @@ class SteeringNode(Node):
         self.core = SteeringCore(SafetyConfig(p["camera_timeout_s"], p["max_frame_age_s"], p["target_speed_mps"]), threads=p["inference_threads"])
         self.log = InfractionLog(p["infraction_log"] or default_log_path())
         self._last_stamp_s: float | None = None
+        self.steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._jump_handle = self.get_clock().create_jump_callback(JumpThreshold(
+            min_forward=Duration(seconds=p["camera_timeout_s"]), min_backward=Duration(nanoseconds=-1), on_clock_change=False),
+            post_callback=self.on_clock_jump)
         self.control_pub = self.create_publisher(self.iface.control_type, p["control_topic"] or f"{base}/vehicle_control_cmd", 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(Image, p["camera_topic"] or f"{base}/{p['camera']}/image", self.on_image, CAMERA_QOS)
         self.create_subscription(Float32, p["speedometer_topic"] or f"{base}/speedometer", lambda m: self.core.on_speed(m.data), 10)
         self.create_subscription(self.iface.collision_type, p["collision_topic"] or f"{base}/collision", self.on_collision, 10)
         self.create_subscription(self.iface.lane_type, p["lane_invasion_topic"] or f"{base}/lane_invasion", self.on_lane_invasion, 10)
-        self.create_timer(p["watchdog_period_s"], self.on_watchdog)
-        self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics)
+        self.create_timer(p["watchdog_period_s"], self.on_watchdog, clock=self.steady)
+        self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics, clock=self.steady)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         if p["model_path"]:
             self._swap(p["model_path"])
@@ -86,12 +99,16 @@ class SteeringNode(Node):
     def now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
+    def steady_s(self) -> float:
+        return self.steady.now().nanoseconds * 1e-9
+
     # ---- callbacks: short, the work is in SteeringCore --------------------------------------------
 
     def on_image(self, msg: Image) -> None:
         now = self.now_s()
         try:
-            cmd = self.core.on_frame(msg.encoding, msg.height, msg.width, msg.step, msg.data, _stamp_s(msg.header.stamp), now)
+            cmd = self.core.on_frame(msg.encoding, msg.height, msg.width, msg.step, msg.data, _stamp_s(msg.header.stamp), now,
+                                     self.steady_s())
         except ImageError as exc:
             self.get_logger().warning(f"dropped a malformed image: {exc}", throttle_duration_sec=2.0)
             return
@@ -106,24 +123,34 @@ class SteeringNode(Node):
             return
         if cmd.reason == "non_finite_output":
             self.get_logger().error("model output is not finite: braking", throttle_duration_sec=2.0)
-        self.publish(cmd, now, msg.header.stamp)
+        self.publish(cmd, msg.header.stamp)
 
     def on_watchdog(self) -> None:
-        now = self.now_s()
-        cmd = self.core.watchdog(now)
+        cmd = self.core.watchdog(self.steady_s())
         if cmd is not None:
-            self.get_logger().warning("no camera frame within the timeout: braking", throttle_duration_sec=5.0)
-            self.publish(cmd, now)
+            self.get_logger().warning("no camera frame answered within the timeout: braking", throttle_duration_sec=5.0)
+            self.publish(cmd)
 
-    def publish(self, cmd: Command, now: float, stamp=None) -> None:
-        """Send ``cmd``; its header carries the answered frame's stamp and, in frame_id, the model id.
+    def on_clock_jump(self, jump: TimeJump) -> None:
+        now, delta = self.now_s(), jump.delta.nanoseconds * 1e-9
+        if now - delta <= 0.0:  # the first /clock message sets simulation time: nothing jumped
+            return
+        self.get_logger().warning(f"ROS clock jumped {delta:+.3f} s to {now:.3f} s (a world reload resets simulation "
+                                  "time); the watchdog runs on the steady clock")
+        self.log.clock_jump(now, self.core.model_id, delta)
+
+    def publish(self, cmd: Command, stamp=None) -> None:
+        """Send ``cmd``; its header carries the answered frame's stamp (else the ROS clock's now) and, in
+        frame_id, the model id.
 
         Time and distance of the infraction summary advance between answered frames' stamps: the
-        clock the camera (and the world) runs on, whatever the node's own clock does."""
+        clock the camera (and the world) runs on, whatever the node's own clock does. A gap that runs
+        backwards or is longer than ``camera_timeout_s`` (a world reload, a jump) is not driving time."""
         if stamp is not None:
             stamp_s = _stamp_s(stamp)
-            if self._last_stamp_s is not None:
-                self.log.odometry(cmd.model_id, min(max(stamp_s - self._last_stamp_s, 0.0), 1.0), self.core.speed_mps)
+            gap_s = stamp_s - self._last_stamp_s if self._last_stamp_s is not None else -1.0
+            if 0.0 <= gap_s <= self.core.safety.camera_timeout_s:
+                self.log.odometry(cmd.model_id, gap_s, self.core.speed_mps)
             self._last_stamp_s = stamp_s
         stamp = stamp if stamp is not None else self.get_clock().now().to_msg()
         self.control_pub.publish(self.iface.make_control(stamp, cmd.throttle, cmd.steer, cmd.brake, cmd.model_id))
