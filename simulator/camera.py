@@ -14,15 +14,15 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from simulator.actors import PEDESTRIAN, Actor
+from simulator.actors import PEDESTRIAN, Actor, box_corners
 from simulator.base import CameraSpec
-from simulator.road import HALF_WIDTH_M, SIDEWALK_WIDTH_M, Road
+from simulator.road import HALF_WIDTH_M, SIDEWALK_WIDTH_M, STEP_M, Road
 
 NEAR_M = 0.3
 SHIFT = 4  # sub-pixel bits for OpenCV polygon coordinates
 _SCALE = float(1 << SHIFT)
-# Route offsets (m, relative to the ego's s) where the ground strips are sampled: dense near, sparse far.
-_SAMPLE_OFFSETS = np.concatenate([np.arange(-6.0, 12.0, 1.0), np.arange(12.0, 32.0, 2.0), np.arange(32.0, 96.0, 4.0)])
+# Where the ground strips are sampled, relative to the ego's s: (from m, to m, every m), dense near, sparse far.
+_SAMPLE_SECTIONS_M = ((-6.0, 12.0, 1.0), (12.0, 32.0, 2.0), (32.0, 96.0, 4.0))
 LINE_W_M = 0.15
 EDGE_LINE_D = HALF_WIDTH_M - 0.15
 KERB_W_M = 0.25
@@ -37,11 +37,10 @@ _STRIP_OFFSETS = np.array([
     -EDGE_LINE_D + LINE_W_M / 2, -EDGE_LINE_D - LINE_W_M / 2,
 ])
 _STRIPS = [
-    ((0, 1), "sidewalk", cv2.LINE_8),
-    ((2, 3), "kerb", cv2.LINE_8),
-    ((4, 5), "road", cv2.LINE_8),
-    ((6, 7), "line", cv2.LINE_AA),
-    ((8, 9), "line", cv2.LINE_AA),
+    (((0, 1),), "sidewalk", cv2.LINE_8),
+    (((2, 3),), "kerb", cv2.LINE_8),
+    (((4, 5),), "road", cv2.LINE_8),
+    (((6, 7), (8, 9)), "line", cv2.LINE_AA),  # both edge lines: one colour, one call
 ]
 
 
@@ -86,6 +85,42 @@ class Look:
         )
 
 
+
+
+def _sample_table() -> tuple[int, list[np.ndarray]]:
+    """Ground sample indices relative to the ego's road sample, per phase of that sample in the period.
+
+    Each section samples the road at multiples of its spacing, fixed to the road rather than to the ego,
+    so the polygons' corners stay put on the ground while the ego moves (no crawling of curved edges).
+    """
+    every = [round(e / STEP_M) for _, _, e in _SAMPLE_SECTIONS_M]
+    period = math.lcm(*every)
+    table = [np.array([m for (lo, hi, _), k in zip(_SAMPLE_SECTIONS_M, every)
+                       for m in range(p + round(lo / STEP_M), p + round(hi / STEP_M)) if m % k == 0]) - p
+             for p in range(period)]
+    return period, table
+
+
+_SAMPLE_PERIOD, _SAMPLE_TABLE = _sample_table()
+
+
+class _RoadGeometry:
+    """What the camera draws of one road, in homogeneous ground coordinates (x, y, 1), computed once:
+    the strip edges at every centreline sample (rows of ``_STRIP_OFFSETS``) and the dashes' corners."""
+
+    def __init__(self, road: Road) -> None:
+        self.road = road
+        x, y, yaw = road.x, road.y, road.heading
+        ex = x[None, :] - np.sin(yaw)[None, :] * _STRIP_OFFSETS[:, None]
+        ey = y[None, :] + np.cos(yaw)[None, :] * _STRIP_OFFSETS[:, None]
+        self.edges = np.stack([ex, ey, np.ones_like(ex)], axis=-1)  # (rows, samples, 3)
+        starts = np.arange(0.0, road.length_m - DASH_M + 1e-9, DASH_PERIOD_M)
+        s = np.stack([starts, starts + DASH_M, starts + DASH_M, starts], axis=1)
+        d = np.array([LINE_W_M / 2, LINE_W_M / 2, -LINE_W_M / 2, -LINE_W_M / 2])
+        dx, dy, _ = road.pose(s, d)
+        self.dashes = np.stack([dx, dy, np.ones_like(dx)], axis=-1)  # (dashes, 4, 3)
+
+
 class Camera:
     """Projects world points into the image of a ``CameraSpec`` mounted on a vehicle."""
 
@@ -97,45 +132,39 @@ class Camera:
         self.horizon_v = self.cy + self.fy * math.tan(self.pitch)
         self._colours = {name: self._shade(getattr(look, name)) for name in ("sidewalk", "kerb", "road", "line", "centre_line")}
         self._background = self._make_background()
-        self._fog_alpha, self._fog_beta = self._make_fog()
-        self.pose = (0.0, 0.0, 0.0)
+        self._fog = self._make_fog()
+        self._geometry: _RoadGeometry | None = None
+        self.set_vehicle_pose(0.0, 0.0, 0.0)
 
     def set_vehicle_pose(self, x: float, y: float, yaw: float) -> None:
-        """Vehicle centre on the ground (m) and yaw (rad, CCW); the mount is applied here."""
+        """Vehicle centre on the ground (m) and yaw (rad, CCW); the mount is applied here.
+
+        Keeps the 3x4 matrix from homogeneous world points (x, y, z, 1) to (u*zc, v*zc, zc): zc is the
+        depth along the optical axis, u, v the pixel.
+        """
         c, s = math.cos(yaw), math.sin(yaw)
-        self._c, self._s = c, s
         self.pose = (x + self.spec.x * c + self.spec.y * s, y + self.spec.x * s - self.spec.y * c, yaw)
-
-    def to_camera(self, wx: np.ndarray, wy: np.ndarray, wz: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """World points -> OpenCV camera frame (x right, y down, z forward), metres."""
-        px, py, _ = self.pose
-        rx, ry = wx - px, wy - py
-        fwd = rx * self._c + ry * self._s
-        left = -rx * self._s + ry * self._c
-        up = wz - self.spec.z
-        zc = fwd * self._cp + up * self._sp
-        yc = fwd * self._sp - up * self._cp
-        return -left, yc, zc
-
-    def project(self, xc: np.ndarray, yc: np.ndarray, zc: np.ndarray) -> np.ndarray:
-        """Camera-frame points (zc > 0) -> pixel coordinates (..., 2), float."""
-        out = np.empty(np.shape(zc) + (2,))
-        inv = 1.0 / zc
-        out[..., 0] = self.fx * xc * inv + self.cx
-        out[..., 1] = self.fy * yc * inv + self.cy
-        return out
+        # rows: camera x (right), y (down), z (forward) of a world offset from the camera (dx, dy, dz)
+        rot = np.array([[s, -c, 0.0],
+                        [c * self._sp, s * self._sp, -self._cp],
+                        [c * self._cp, s * self._cp, self._sp]])
+        intrinsics = np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+        centre = np.array([self.pose[0], self.pose[1], self.spec.z])
+        self._world_to_image = intrinsics @ np.concatenate([rot, -(rot @ centre)[:, None]], axis=1)
+        self._ground_to_image = self._world_to_image[:, [0, 1, 3]]  # the same for points with z = 0
 
     def project_world(self, wx, wy, wz=0.0) -> tuple[np.ndarray, np.ndarray]:
-        """Pixels (N, 2) and a mask of the points in front of the near plane."""
-        xc, yc, zc = self.to_camera(np.asarray(wx, float), np.asarray(wy, float), wz)
-        front = zc > NEAR_M
-        return self.project(xc, yc, np.maximum(zc, NEAR_M)), front
+        """Pixels (..., 2) and a mask of the points in front of the near plane."""
+        wx, wy, wz = np.broadcast_arrays(np.asarray(wx, float), np.asarray(wy, float), np.asarray(wz, float))
+        h = np.stack([wx, wy, wz, np.ones_like(wx)], axis=-1) @ self._world_to_image.T
+        return _divide(h), h[..., 2] > NEAR_M
 
     # ---- rendering -------------------------------------------------------------------------------
 
-    def _shade(self, colour: tuple[int, int, int], factor: float = 1.0) -> tuple[float, float, float]:
+    def _shade(self, colour: tuple[int, int, int], factor: float = 1.0) -> tuple[float, float, float, float]:
+        """BGRA drawing colour of ``colour`` in this look's light (opaque)."""
         k = self.look.light * factor
-        return tuple(min(255.0, c * k) for c in colour)  # type: ignore[return-value]
+        return tuple(min(255.0, c * k) for c in colour) + (255.0,)  # type: ignore[return-value]
 
     def _make_background(self) -> np.ndarray:
         h, w = self.spec.height, self.spec.width
@@ -144,109 +173,106 @@ class Camera:
         sky = (1 - t) * np.array(self._shade(self.look.sky_top), np.float32) + t * np.array(self._shade(self.look.sky_horizon), np.float32)
         rng = np.random.default_rng(self.look.texture_seed)
         grass = np.array(self._shade(self.look.grass), np.float32) * rng.uniform(0.85, 1.15, size=(h, w, 1)).astype(np.float32)
+        grass[:, :, 3] = 255.0
         below = (rows >= self.horizon_v)[:, :, None]
         bg = np.where(below, grass, sky[:, None, :])
         return np.clip(bg, 0, 255).astype(np.uint8)
 
-    def _make_fog(self) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Per-row blend toward the horizon colour by the ground distance each row sees."""
+    def _make_fog(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per-row blend toward the horizon colour by the ground distance each row sees, as a uint8 scale
+        (x / 255) and offset image pair for two saturating OpenCV calls; alpha stays opaque."""
         if self.look.fog_density_1pm <= 0.0:
-            return None, None
+            return None
         rows = np.arange(self.spec.height, dtype=np.float64)
         below = (rows - self.horizon_v) / self.fy  # tan of the angle below the horizon
         dist = np.where(below > 1e-3, self.spec.z / np.maximum(below, 1e-3), 1e4)
-        keep = np.exp(-self.look.fog_density_1pm * dist).astype(np.float32)
-        fog = np.array(self._shade(self.look.sky_horizon), np.float32)
-        return keep[:, None, None], ((1.0 - keep)[:, None, None] * fog[None, None, :])
+        keep = np.exp(-self.look.fog_density_1pm * dist)[:, None, None]
+        fog = np.array(self._shade(self.look.sky_horizon))
+        channel_is_colour = np.array([1.0, 1.0, 1.0, 0.0])
+        scale = np.where(channel_is_colour > 0, keep * 255.0, 255.0)
+        shape = (self.spec.height, self.spec.width, 4)
+        return (np.ascontiguousarray(np.broadcast_to(np.round(scale).astype(np.uint8), shape)),
+                np.ascontiguousarray(np.broadcast_to(np.round((1.0 - keep) * fog * channel_is_colour).astype(np.uint8), shape)))
 
     def render(self, road: Road, ego_s: float, actors: list[Actor]) -> np.ndarray:
         """Image (H, W, 4) uint8 BGRA of the scene seen from the current vehicle pose."""
+        if self._geometry is None or self._geometry.road is not road:
+            self._geometry = _RoadGeometry(road)
         img = self._background.copy()
-        s = ego_s + _SAMPLE_OFFSETS
-        s = s[(s >= 0) & (s <= road.length_m)]
-        rows = self._ground_rows(road, s, _STRIP_OFFSETS)
+        rows = self._ground_rows(self._geometry, ego_s)
         if rows is not None:
-            for (i_left, i_right), colour, line_type in _STRIPS:
-                poly = np.concatenate([rows[i_left], rows[i_right][::-1]])
-                cv2.fillPoly(img, [poly], self._colours[colour], line_type, SHIFT)
-        dashes = self._dashes(road, ego_s)
+            for pairs, colour, line_type in _STRIPS:
+                polys = [np.concatenate([rows[left], rows[right][::-1]]) for left, right in pairs]
+                cv2.fillPoly(img, polys, self._colours[colour], line_type, SHIFT)
+        dashes = self._dashes(self._geometry, ego_s)
         if len(dashes):
             cv2.fillPoly(img, list(dashes), self._colours["centre_line"], cv2.LINE_AA, SHIFT)
         self._draw_actors(img, road, ego_s, actors)
-        if self._fog_alpha is not None:
-            img = (img * self._fog_alpha + self._fog_beta).astype(np.uint8)
-        return cv2.cvtColor(img, cv2.COLOR_BGR2BGRA)
+        if self._fog is not None:
+            cv2.multiply(img, self._fog[0], dst=img, scale=1.0 / 255.0)
+            cv2.add(img, self._fog[1], dst=img)
+        return img
 
-    def _ground_rows(self, road: Road, s: np.ndarray, offsets: np.ndarray) -> np.ndarray | None:
-        """Pixel polylines (fixed point) of the ground at lateral ``offsets`` over route samples ``s``.
+    def _ground_rows(self, geometry: _RoadGeometry, ego_s: float) -> np.ndarray | None:
+        """Pixel polylines (fixed point) of the strip edges over the ground samples around ``ego_s``.
 
         All rows keep the same run of samples: from the first sample where every row is in front of
         the near plane (entered by interpolation) to the first after it where one is not.
         """
-        x, y, yaw = road.pose(s)
-        xc, yc, zc = self.to_camera(x[None, :] - np.sin(yaw)[None, :] * offsets[:, None],
-                                    y[None, :] + np.cos(yaw)[None, :] * offsets[:, None])
-        front = (zc > NEAR_M).all(axis=0)
+        period, phase = divmod(int(ego_s / STEP_M), _SAMPLE_PERIOD)
+        idx = period * _SAMPLE_PERIOD + _SAMPLE_TABLE[phase]
+        idx = idx[(idx >= 0) & (idx < geometry.edges.shape[1])]
+        h = geometry.edges[:, idx] @ self._ground_to_image.T  # (rows, samples, 3)
+        front = (h[:, :, 2] > NEAR_M).all(axis=0)
         if not front.any():
             return None
         i0 = int(np.argmax(front))
         after = ~front[i0:]
         i1 = i0 + (int(np.argmax(after)) if after.any() else len(after))
-        lo = max(i0 - 1, 0)
-        xc, yc, zc = xc[:, lo:i1].copy(), yc[:, lo:i1].copy(), zc[:, lo:i1].copy()
-        if i0 > 0:  # enter at the near plane, row by row
-            t = np.clip((NEAR_M - zc[:, 0]) / (zc[:, 1] - zc[:, 0]), 0.0, 1.0)
-            for arr in (xc, yc, zc):
-                arr[:, 0] += t * (arr[:, 1] - arr[:, 0])
-            zc[:, 0] = np.maximum(zc[:, 0], NEAR_M)
-        if zc.shape[1] < 2:
+        h = h[:, max(i0 - 1, 0):i1]
+        if i0 > 0:  # enter at the near plane, row by row (the map to (u*zc, v*zc, zc) is linear)
+            t = np.clip((NEAR_M - h[:, 0, 2]) / (h[:, 1, 2] - h[:, 0, 2]), 0.0, 1.0)
+            h[:, 0] += t[:, None] * (h[:, 1] - h[:, 0])
+        if h.shape[1] < 2:
             return None
-        return (self.project(xc, yc, zc) * _SCALE).astype(np.int32)
+        return (_divide(h) * _SCALE).astype(np.int32)
 
-    def _dashes(self, road: Road, ego_s: float) -> np.ndarray:
+    def _dashes(self, geometry: _RoadGeometry, ego_s: float) -> np.ndarray:
         """(K, 4, 2) fixed-point quads of the broken centre line's dashes in view."""
         first = max(0, math.floor((ego_s - 6.0) / DASH_PERIOD_M))
-        last = math.floor(min(ego_s + 70.0, road.length_m - DASH_M) / DASH_PERIOD_M)
-        starts = np.arange(first, last + 1) * DASH_PERIOD_M
-        if not len(starts):
-            return starts
-        s = np.stack([starts, starts + DASH_M, starts + DASH_M, starts], axis=1).ravel()
-        d = np.tile([LINE_W_M / 2, LINE_W_M / 2, -LINE_W_M / 2, -LINE_W_M / 2], len(starts))
-        x, y, _ = road.pose(s, d)
-        xc, yc, zc = self.to_camera(x, y)
-        keep = (zc.reshape(-1, 4) > NEAR_M).all(axis=1)
-        px = self.project(xc, yc, np.maximum(zc, NEAR_M)).reshape(-1, 4, 2)[keep]
-        return (px * _SCALE).astype(np.int32)
+        h = geometry.dashes[first:max(first, math.floor((ego_s + 70.0) / DASH_PERIOD_M) + 1)] @ self._ground_to_image.T
+        h = h[(h[:, :, 2] > NEAR_M).all(axis=1)]
+        return (_divide(h) * _SCALE).astype(np.int32)
 
     def _draw_actors(self, img: np.ndarray, road: Road, ego_s: float, actors: list[Actor]) -> None:
-        visible = [a for a in actors if -8.0 < a.s - ego_s < 90.0]
-        if not visible:
-            return
+        """Boxes far to near: the hull in shade, the face turned to the camera lit, a pedestrian's head."""
         cam_x, cam_y, _ = self.pose
-        drawn = []
-        for a in visible:
-            foot = a.footprint(road)
-            centre = foot.mean(axis=0)
-            drawn.append((float(np.hypot(centre[0] - cam_x, centre[1] - cam_y)), a, foot))
-        for _, a, foot in sorted(drawn, key=lambda t: -t[0]):
-            xs = np.concatenate([foot[:, 0], foot[:, 0]])
-            ys = np.concatenate([foot[:, 1], foot[:, 1]])
-            zs = np.concatenate([np.zeros(4), np.full(4, a.height)])
-            xc, yc, zc = self.to_camera(xs, ys, zs)
+        boxes = []
+        for a in actors:
+            if -8.0 < a.s - ego_s < 90.0:  # early cull: nothing beyond is in view
+                x, y, yaw = road.pose_at(a.s, a.d)
+                boxes.append((math.hypot(x - cam_x, y - cam_y), a, box_corners(x, y, yaw + a.heading_offset, a.length, a.width)))
+        for _, a, foot in sorted(boxes, key=lambda t: -t[0]):
+            bottom = foot @ self._ground_to_image[:, :2].T + self._ground_to_image[:, 2]
+            h = np.concatenate([bottom, bottom + a.height * self._world_to_image[:, 2]])  # the map is linear in z
+            zc = h[:, 2]
             if np.all(zc <= NEAR_M):
                 continue
-            px = self.project(xc, yc, np.maximum(zc, NEAR_M))
-            hull = cv2.convexHull((px * _SCALE).astype(np.int32))
-            cv2.fillConvexPoly(img, hull, self._shade(a.colour, 0.65), cv2.LINE_8, SHIFT)
-            # the box face turned most toward the camera, in full light
-            mids = (foot + np.roll(foot, -1, axis=0)) / 2.0
-            k = int(np.argmin(np.hypot(mids[:, 0] - cam_x, mids[:, 1] - cam_y)))
+            px = _divide(h)
+            fixed = (px * _SCALE).astype(np.int32)
+            cv2.fillConvexPoly(img, cv2.convexHull(fixed), self._shade(a.colour, 0.65), cv2.LINE_8, SHIFT)
+            corners = foot.tolist()  # the face whose edge midpoint is nearest the camera, in full light
+            k = min(range(4), key=lambda i: math.hypot(corners[i][0] + corners[i - 3][0] - 2 * cam_x,
+                                                       corners[i][1] + corners[i - 3][1] - 2 * cam_y))
             j = (k + 1) % 4
-            face = px[[k, j, j + 4, k + 4]]
             if zc[k] > NEAR_M and zc[j] > NEAR_M:
-                cv2.fillConvexPoly(img, (face * _SCALE).astype(np.int32), self._shade(a.colour), cv2.LINE_8, SHIFT)
+                cv2.fillConvexPoly(img, fixed[[k, j, j + 4, k + 4]], self._shade(a.colour), cv2.LINE_8, SHIFT)
             if a.kind == PEDESTRIAN:
                 top = px[4:].mean(axis=0)
                 radius = max(1, int(0.13 * self.fx / max(float(zc[4:].mean()), NEAR_M)))
                 cv2.circle(img, (int(top[0]), int(top[1]) - radius), radius, self._shade((90, 140, 200)), -1)
 
+
+def _divide(h: np.ndarray) -> np.ndarray:
+    """Pixels (..., 2) of homogeneous image points (..., 3), depth clamped to the near plane."""
+    return h[..., :2] / np.maximum(h[..., 2:], NEAR_M)

@@ -40,6 +40,8 @@ class Road:
         self.x, self.y, self.heading, self.curvature = x, y, heading, curvature
         self.s = np.arange(len(x)) * STEP_M
         self.length_m = float(self.s[-1])
+        # plain lists: per-point math in Python floats is several times cheaper than a numpy call
+        self._xs, self._ys, self._hs = x.tolist(), y.tolist(), heading.tolist()
 
     @classmethod
     def generate(cls, rng: np.random.Generator, cfg: RoadConfig, sharp_bends_per_km: float) -> "Road":
@@ -77,6 +79,16 @@ class Road:
         yaw = self._interp(self.heading, s)
         x = self._interp(self.x, s) - np.sin(yaw) * d
         y = self._interp(self.y, s) + np.cos(yaw) * d
+        return x, y, yaw
+
+    def pose_at(self, s: float, d: float = 0.0) -> tuple[float, float, float]:
+        """``pose`` of one point, as Python floats (the hot path of actors and the expert)."""
+        u = min(max(s / STEP_M, 0.0), len(self._xs) - 1.0)
+        i = min(int(u), len(self._xs) - 2)
+        t = u - i
+        yaw = self._hs[i] + t * (self._hs[i + 1] - self._hs[i])
+        x = self._xs[i] + t * (self._xs[i + 1] - self._xs[i]) - math.sin(yaw) * d
+        y = self._ys[i] + t * (self._ys[i + 1] - self._ys[i]) + math.cos(yaw) * d
         return x, y, yaw
 
     def curvature_at(self, s: float | np.ndarray) -> np.ndarray:
