@@ -16,7 +16,7 @@ from tests.conftest import METASTEER, ROOT
 def quick_run(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("pipeline") / "run"
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    res = subprocess.run(METASTEER + ["pipeline", "--quick", "--out", str(out), "--json", "--no-progress"], env=env,
+    res = subprocess.run(METASTEER + ["pipeline", "--size", "quick", "--out", str(out), "--json", "--no-progress"], env=env,
                          capture_output=True, text=True, timeout=1200)
     assert res.returncode == 0, res.stderr[-3000:]
     return out, json.loads(res.stdout.strip().splitlines()[-1])

@@ -240,6 +240,13 @@ def _cmd_bench_dagger_curve(args: argparse.Namespace) -> dict:
     return bench_dagger_curve(Path(args.run), Path(args.work), episodes=args.episodes, progress=not args.no_progress)
 
 
+def _cmd_bench_architecture(args: argparse.Namespace) -> dict:
+    from training.bench.architecture import bench_architecture
+
+    return bench_architecture(Path(args.work), args.archs.split(","), [int(s) for s in args.seeds.split(",")], size=args.size,
+                              episodes=args.episodes, progress=not args.no_progress)
+
+
 def _cmd_bench_train_step(args: argparse.Namespace) -> dict:
     from training.bench.train_step import bench_train_step
 
@@ -451,6 +458,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", default="runs/models", type=pipeline_run, help="a finished `metasteer pipeline` run")
     p.add_argument("--work", default="runs/bench_dagger_curve", help="runs and results go here (reused when re-run)")
     p.add_argument("--episodes", type=COUNT, default=None, help="paired held-out routes (default: the pipeline's)")
+    p.add_argument("--no-progress", action="store_true")
+    p = command("architecture", _cmd_bench_architecture, "cheaper PilotNets against the reference: MSE + DAgger per training seed, "
+                "paired closed-loop comparison pooled over seeds, the cheapest accepted", parent=bench)
+    p.add_argument("--archs", default="1.0:elu,0.5:relu", help="comma-separated width:activation, the reference first")
+    p.add_argument("--seeds", default="0,1", help="comma-separated training seeds")
+    p.add_argument("--size", default="demo", choices=("full", "demo", "quick"), help="the pipeline's stage sizes for stages 1-4")
+    p.add_argument("--episodes", type=int, default=48, help="paired routes per seed (tuning namespace, not evaluation routes)")
+    p.add_argument("--work", default="runs/bench_architecture", help="runs and results go here (reused when re-run)")
     p.add_argument("--no-progress", action="store_true")
     p = command("meta-step", _cmd_bench_meta_step, "seconds per plain / meta step, per engine and unroll; head-only variant", parent=bench)
     p.add_argument("--batch", type=COUNT, default=32)

@@ -63,19 +63,21 @@ class TrainConfig:
     width_mult: float = field(default=1.0, metadata={"range": (0.05, 8.0), "help": "PilotNet channel multiplier (1: the paper's widths)"})
     conv_layers: int = field(default=5, metadata={"range": (1, 5), "help": "PilotNet conv layers (1-5)"})
     linear_layers: int = field(default=4, metadata={"range": (1, 4), "help": "PilotNet linear layers (1-4)"})
+    activation: str = field(default="elu", metadata={"help": "PilotNet activation", "choices": ("elu", "relu")})
     meta_conv_layers: int = field(default=0, metadata={"range": (0, 5), "help": "conv layers of the model used while meta-training (0: same)"})
 
     def arch(self, spec: PreprocessSpec, meta: bool = False) -> PilotNetConfig:
         """The model for inputs of ``spec``'s size (``meta``: the one used while meta-training)."""
         conv = (self.meta_conv_layers or self.conv_layers) if meta else self.conv_layers
         return PilotNetConfig(width_mult=self.width_mult, conv_layers=conv, linear_layers=self.linear_layers,
-                              input_height=spec.height, input_width=spec.width)
+                              input_height=spec.height, input_width=spec.width, activation=self.activation)
 
 
 def warm_start(cfg: TrainConfig, start: str | Path) -> TrainConfig:
     """``cfg`` fine-tuning from the run / model.pt ``start``, with that model's architecture."""
-    arch = load_model(start)[1]["arch"]
-    return replace(cfg, init_from=str(start), width_mult=arch["width_mult"], conv_layers=arch["conv_layers"], linear_layers=arch["linear_layers"])
+    arch = PilotNetConfig(**load_model(start)[1]["arch"])
+    return replace(cfg, init_from=str(start), width_mult=arch.width_mult, conv_layers=arch.conv_layers, linear_layers=arch.linear_layers,
+                   activation=arch.activation)
 
 
 def input_spec(manifests: list[dict]) -> PreprocessSpec:
@@ -174,7 +176,7 @@ class Run:
         model = PilotNet(arch)
         if self.cfg.init_from and not meta:
             start, info = load_model(self.cfg.init_from)
-            if info["arch"] != arch.to_dict():
+            if PilotNetConfig(**info["arch"]) != arch:
                 raise ValueError(f"{self.cfg.init_from}: architecture {info['arch']} differs from this run's {arch.to_dict()}")
             model.load_state_dict(start.state_dict())
         return model.to(self.device)

@@ -37,12 +37,18 @@ PAIRED = {"learned": "oversample"}  # held-out paired differences besides every 
 RECORD_EVERY = 4  # 5 Hz: neighbouring frames at 10 Hz are near copies; the events are what is scarce
 
 
+SIZES = ("full", "demo", "quick")
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     frames: int = field(default=80000, metadata={"range": (1, None), "help": "training frames to record (at 5 Hz: ~50 events of each rare scene at rate 0.05)"})
     train_abnormal_rate: float = field(default=0.05, metadata={"range": (0.0, 1.0), "help": "rare-scene share of the training set's frames"})
     seed: int = field(default=0, metadata={"range": (0, None), "help": "seed of the whole run"})
-    quick: bool = field(default=False, metadata={"help": "small settings for a fast end-to-end pass (about 3 min)"})
+    size: str = field(default="full", metadata={"help": "full: the settings below; demo: the main job in ~12 min on 2 cores; "
+                                                        "quick: a ~3 min smoke pass", "choices": SIZES})
+    width_mult: float = field(default=0.5, metadata={"help": "PilotNet channel multiplier of every model (1: the paper's widths)"})
+    activation: str = field(default="relu", metadata={"help": "PilotNet activation of every model", "choices": ("elu", "relu")})
     steps: int = field(default=3000, metadata={"range": (1, None), "help": "training steps of the MSE base model"})
     dagger_rounds: int = field(default=3, metadata={"range": (0, None), "help": "DAgger rounds on the MSE model (0: none)"})
     dagger_routes: int = field(default=30, metadata={"range": (1, None), "help": "routes the policy drives per DAgger round"})
@@ -55,18 +61,26 @@ class PipelineConfig:
     eval_episodes: int = field(default=48, metadata={"range": (1, None), "help": "paired held-out routes per model at the rare-scene rate"})
     clear_episodes: int = field(default=16, metadata={"range": (1, None), "help": "paired held-out routes without rare scenes (rate 0)"})
     eval_abnormal_rate: float = field(default=0.1, metadata={"range": (0.0, 1.0), "help": "rare-scene rate of the evaluation and tuning routes"})
+    max_time_s: float = field(default=150.0, metadata={"help": "time limit of every driven route, simulated seconds"})
 
     def sizes(self) -> dict:
-        if self.quick:
-            return {"frames": min(self.frames, 3000), "meta_frames": 600, "steps": 120, "tune_budget": 2, "trial_steps": 30,
-                    "dagger_rounds": min(self.dagger_rounds, 1), "dagger_routes": 2, "dagger_steps": 40, "tune_episodes": 2, "episodes": 4,
-                    "finalists": 2, "choice_episodes": 2,
-                    "clear_episodes": 2, "max_time_s": 45.0}
-        return {"frames": self.frames, "meta_frames": max(1000, self.frames // 10), "steps": self.steps, "tune_budget": self.tune_budget,
+        """The stage sizes: this config's fields (``full``) or a preset (``demo``, ``quick``) over them."""
+        full = {"frames": self.frames, "meta_frames": max(1000, self.frames // 10), "steps": self.steps, "tune_budget": self.tune_budget,
                 "trial_steps": self.trial_steps, "dagger_rounds": self.dagger_rounds, "dagger_routes": self.dagger_routes,
                 "dagger_steps": self.dagger_steps, "tune_episodes": self.tune_episodes, "episodes": self.eval_episodes,
                 "finalists": self.finalists, "choice_episodes": self.choice_episodes,
-                "clear_episodes": self.clear_episodes, "max_time_s": 150.0}
+                "clear_episodes": self.clear_episodes, "max_time_s": self.max_time_s}
+        presets = {
+            "full": {},
+            # measured on 2 cores: see the README's pipeline timings
+            "demo": {"frames": 30000, "meta_frames": 3000, "steps": 1500, "tune_budget": 5, "trial_steps": 300, "dagger_rounds": 2,
+                     "dagger_routes": 16, "dagger_steps": 600, "tune_episodes": 12, "episodes": 24, "finalists": 1, "choice_episodes": 16,
+                     "clear_episodes": 8, "max_time_s": 120.0},
+            "quick": {"frames": min(self.frames, 3000), "meta_frames": 600, "steps": 120, "tune_budget": 2, "trial_steps": 30,
+                      "dagger_rounds": min(self.dagger_rounds, 1), "dagger_routes": 2, "dagger_steps": 40, "tune_episodes": 2, "episodes": 4,
+                      "finalists": 2, "choice_episodes": 2, "clear_episodes": 2, "max_time_s": 45.0},
+        }
+        return full | presets[self.size]
 
 
 def _stage(name: str) -> float:
@@ -92,42 +106,14 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
     eval_world = replace(world_cfg, abnormal_rate=cfg.eval_abnormal_rate)
 
     t = _stage("1/9 collect")
-    data, meta_data = out / "data" / "train", out / "data" / "meta"
-    collect(data, replace(world_cfg, abnormal_rate=cfg.train_abnormal_rate), CollectConfig(frames=n["frames"], seed=cfg.seed, record_every=RECORD_EVERY),
-            progress=progress)
-    collect(meta_data, replace(world_cfg, abnormal_rate=0.3), CollectConfig(frames=n["meta_frames"], seed=cfg.seed + 1, record_every=RECORD_EVERY),
-            progress=progress)
+    data, meta_data = collect_data(out / "data", world_cfg, cfg, n, progress)
     dataset = DrivingDataset(data)
     sheet = contact_sheet(dataset, out / "contact_sheet.png", seed=cfg.seed)
     timings["collect_s"] = time.perf_counter() - t
 
-    train_cfg = TrainConfig(steps=n["steps"], seed=cfg.seed, eval_every=max(1, n["steps"] // 10),
-                            warmup_steps=min(100, n["steps"] // 10))
-    t = _stage("2/9 MSE base model")
-    Run(out / "runs" / "mse", data, meta_data, LossSpec(loss="mse"), MetaConfig(), train_cfg).run(resume=True, progress=progress)
-    timings["mse_s"] = time.perf_counter() - t
-
-    t = _stage(f"3/9 DAgger: {n['dagger_rounds']} rounds on the MSE model")
-    dcfg = DaggerConfig(rounds=n["dagger_rounds"], routes=n["dagger_routes"], dagger_steps=n["dagger_steps"], seed=cfg.seed,
-                        dagger_abnormal_rate=cfg.eval_abnormal_rate, record_every=RECORD_EVERY)
-    dag = dagger(out / "dagger", out / "runs" / "mse", [data], world_cfg, dcfg, train_cfg=train_cfg, progress=progress) \
-        if n["dagger_rounds"] else None
-    timings["dagger_s"] = time.perf_counter() - t
-
-    t = _stage("4/9 does DAgger help? paired comparison on tuning routes")
-    tune_eval = EvalConfig(episodes=n["tune_episodes"], seed=cfg.seed, workers=2, split="tune", max_time_s=n["max_time_s"])
-    mse_run, train_data, decision = out / "runs" / "mse", [data], None
-    if dag:
-        check = compare([out / "runs" / "mse", Path(dag["final"])], eval_world, tune_eval, out / "dagger" / "check",
-                        names=["without", "with"], progress=progress, reuse=True)
-        diff = check["models"]["with"]["paired_diff"]["pass_rate_rare"]
-        keep = diff["diff"] is not None and diff["diff"] > 0
-        decision = {"kept": keep, "rare_pass_rate": {k: check["models"][k]["pass_rate"]["rare"]["rate"] for k in ("without", "with")},
-                    "paired_diff": diff, "routes": n["tune_episodes"]}
-        if keep:
-            mse_run = Path(dag["final"])
-            train_data = [data] + [out / "dagger" / f"round-{r['round']}" / "data" for r in dag["rounds"]]
-    timings["dagger_check_s"] = time.perf_counter() - t
+    base = train_base(out, data, meta_data, world_cfg, cfg, n, timings, progress)
+    dag, decision, mse_run, train_data = base["dagger"], base["decision"], Path(base["start"]), [Path(d) for d in base["data"]]
+    dcfg = dagger_config(cfg, n)
 
     tuned = {}
     for k, space in enumerate(("oversample", "learned")):
@@ -177,6 +163,62 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
             "timings_s": timings}
 
 
+def collect_data(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, n: dict, progress: bool) -> tuple[Path, Path]:
+    """Stage 1: the training set (``cfg.seed``) and the meta set (rare scenes at rate 0.3, seed + 1)."""
+    data, meta_data = out / "train", out / "meta"
+    collect(data, replace(world_cfg, abnormal_rate=cfg.train_abnormal_rate), CollectConfig(frames=n["frames"], seed=cfg.seed, record_every=RECORD_EVERY),
+            progress=progress)
+    collect(meta_data, replace(world_cfg, abnormal_rate=0.3), CollectConfig(frames=n["meta_frames"], seed=cfg.seed + 1, record_every=RECORD_EVERY),
+            progress=progress)
+    return data, meta_data
+
+
+def dagger_config(cfg: PipelineConfig, n: dict):
+    from training.dagger import DaggerConfig
+
+    return DaggerConfig(rounds=n["dagger_rounds"], routes=n["dagger_routes"], dagger_steps=n["dagger_steps"], seed=cfg.seed,
+                        dagger_abnormal_rate=cfg.eval_abnormal_rate, record_every=RECORD_EVERY)
+
+
+def train_base(out: Path, data: Path, meta_data: Path, world_cfg: WorldConfig, cfg: PipelineConfig, n: dict, timings: dict,
+               progress: bool) -> dict:
+    """Stages 2-4: the MSE model, DAgger rounds on it, and whether they pass more rare scenes on tuning routes
+    (paired); returns the model every trial starts from (``start``) and the data it was trained on."""
+    from training.compare import compare
+    from training.dagger import dagger
+    from training.evaluate import EvalConfig
+    from training.fit import Run, TrainConfig
+    from training.losses import LossSpec
+    from training.meta import MetaConfig
+
+    train_cfg = TrainConfig(steps=n["steps"], seed=cfg.seed, eval_every=max(1, n["steps"] // 10), warmup_steps=min(100, n["steps"] // 10),
+                            width_mult=cfg.width_mult, activation=cfg.activation)
+    t = _stage("2/9 MSE base model")
+    Run(out / "runs" / "mse", data, meta_data, LossSpec(loss="mse"), MetaConfig(), train_cfg).run(resume=True, progress=progress)
+    timings["mse_s"] = time.perf_counter() - t
+
+    t = _stage(f"3/9 DAgger: {n['dagger_rounds']} rounds on the MSE model")
+    dag = dagger(out / "dagger", out / "runs" / "mse", [data], world_cfg, dagger_config(cfg, n), train_cfg=train_cfg, progress=progress) \
+        if n["dagger_rounds"] else None
+    timings["dagger_s"] = time.perf_counter() - t
+
+    t = _stage("4/9 does DAgger help? paired comparison on tuning routes")
+    tune_eval = EvalConfig(episodes=n["tune_episodes"], seed=cfg.seed, workers=2, split="tune", max_time_s=n["max_time_s"])
+    start, train_data, decision = out / "runs" / "mse", [data], None
+    if dag:
+        check = compare([out / "runs" / "mse", Path(dag["final"])], replace(world_cfg, abnormal_rate=cfg.eval_abnormal_rate), tune_eval,
+                        out / "dagger" / "check", names=["without", "with"], progress=progress, reuse=True)
+        diff = check["models"]["with"]["paired_diff"]["pass_rate_rare"]
+        keep = diff["diff"] is not None and diff["diff"] > 0
+        decision = {"kept": keep, "rare_pass_rate": {k: check["models"][k]["pass_rate"]["rare"]["rate"] for k in ("without", "with")},
+                    "paired_diff": diff, "routes": n["tune_episodes"]}
+        if keep:
+            start = Path(dag["final"])
+            train_data = [data] + [out / "dagger" / f"round-{r['round']}" / "data" for r in dag["rounds"]]
+    timings["dagger_check_s"] = time.perf_counter() - t
+    return {"start": str(start), "data": [str(d) for d in train_data], "dagger": dag, "decision": decision}
+
+
 def choose(out: Path, tuned: dict, world: WorldConfig, cfg: EvalConfig, finalists: int, progress: bool) -> tuple[dict[str, Path], dict]:
     """The models to ship: MSE (the learned search's fixed tau = 0 trial) and, per search, the finalist
     with the most rare scenes passed over its trial's routes and ``cfg``'s fresh tuning routes together
@@ -215,7 +257,8 @@ def choose(out: Path, tuned: dict, world: WorldConfig, cfg: EvalConfig, finalist
 
 
 def _strip(result: dict) -> dict:
-    return {k: v for k, v in result.items() if k != "plot"}
+    return {k: v for k, v in result.items() if k != "plot"} | {"models": {name: {k: v for k, v in m.items() if k != "per_route"}
+                                                                          for name, m in result["models"].items()}}
 
 
 def targets(r: dict) -> dict:
