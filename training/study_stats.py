@@ -55,7 +55,7 @@ class Estimate:
     seed_sd: float | None  # seed-to-seed standard deviation of the per-seed values
     bootstrap_ci95: list[float] | None
     t_ci95: list[float] | None
-    totals: list[float] | None = None  # one configuration's sums over every seed and unit: [numerator, denominator]
+    totals: list[float] | None = None  # one configuration's [numerator, denominator] over all seeds and units
 
 
 @dataclass
@@ -155,7 +155,8 @@ def _estimate(columns: list[np.ndarray], fn, res: Resamples) -> Estimate:
     return Estimate(value=float(np.mean(defined)) if defined else None,
                     per_seed=[None if np.isnan(v) else float(v) for v in per_seed],
                     seed_sd=float(np.std(defined, ddof=1)) if len(defined) > 1 else None,
-                    bootstrap_ci95=percentile_ci(two_level_replicates(columns, fn, res)), t_ci95=t_interval(defined))
+                    bootstrap_ci95=percentile_ci(two_level_replicates(columns, fn, res)),
+                    t_ci95=t_interval(defined))
 
 
 def _columns(table: dict, stat: str) -> np.ndarray:
@@ -169,7 +170,8 @@ def scenario_table(scenes: list[dict]) -> dict[str, np.ndarray]:
     same order for every configuration of a seed."""
     cats = [s["category"] for s in scenes]
     if unknown := set(cats) - set(RARE_CATEGORIES):
-        raise ValueError(f"scenario table: unknown scene categories {sorted(unknown)} (known: {RARE_CATEGORIES})")
+        raise ValueError(f"scenario table: unknown scene categories {sorted(unknown)} "
+                         f"(known: {RARE_CATEGORIES})")
     passed = np.array([bool(s["passed"]) for s in scenes], float)
     t = {}
     for g in GROUPS:
@@ -178,7 +180,8 @@ def scenario_table(scenes: list[dict]) -> dict[str, np.ndarray]:
     return t
 
 
-def _check(tables: dict[int, dict[str, dict]], pairs: list[tuple[str, str]], level: str) -> tuple[list[str], list[int]]:
+def _check(tables: dict[int, dict[str, dict]], pairs: list[tuple[str, str]],
+           level: str) -> tuple[list[str], list[int]]:
     """Configurations and units per seed, after checking that the tables can be pooled and paired."""
     if level not in LEVELS:
         raise ValueError(f"level {level!r}: expected one of {LEVELS}")
@@ -189,17 +192,19 @@ def _check(tables: dict[int, dict[str, dict]], pairs: list[tuple[str, str]], lev
     n_units = []
     for s in seeds:
         if set(tables[s]) != set(configs):
-            raise ValueError(f"seed {s} has configurations {sorted(tables[s])}, seed {seeds[0]} has {sorted(configs)}")
+            raise ValueError(f"seed {s} has configurations {sorted(tables[s])}, "
+                             f"seed {seeds[0]} has {sorted(configs)}")
         lengths = {c: len(np.asarray(t["rare_n"])) for c, t in tables[s].items()}
         if len(set(lengths.values())) != 1 or 0 in lengths.values():
-            raise ValueError(f"seed {s}: configurations must share their (non-empty) {level}s, got unit counts {lengths}")
+            raise ValueError(f"seed {s}: configurations must share their (non-empty) {level}s, "
+                             f"got unit counts {lengths}")
         if level == "scenario":
             first = tables[s][configs[0]]
             counts = [f"{g}_n" for g in GROUPS if f"{g}_n" in first]
             for c, t in tables[s].items():
-                if any(k not in t or not np.array_equal(np.asarray(t[k]), np.asarray(first[k])) for k in counts):
-                    raise ValueError(f"seed {s}: scenario level needs every configuration on the same scenes in the same "
-                                     f"order; {c} and {configs[0]} differ")
+                if any(k not in t or not np.array_equal(t[k], first[k]) for k in counts):
+                    raise ValueError(f"seed {s}: scenario level needs every configuration on the same scenes "
+                                     f"in the same order; {c} and {configs[0]} differ")
             if not np.all(np.asarray(first["rare_n"]) == 1):
                 raise ValueError(f"seed {s}: a scenario-level unit is one rare scene (rare_n == 1)")
         n_units.append(next(iter(lengths.values())))
@@ -216,8 +221,8 @@ def pool(tables: dict[int, dict[str, dict]], pairs: list[tuple[str, str]], level
     whose columns every table has. The same ``rng_seed`` gives the same numbers."""
     configs, n_units = _check(tables, pairs, level)
     seeds = list(tables)
-    stats = [k for k, cols in RATIOS.items() if all(c is None or c in t for t in
-                                                    (tables[s][g] for s in seeds for g in configs) for c in cols)]
+    every = [tables[s][c] for s in seeds for c in configs]
+    stats = [k for k, keys in RATIOS.items() if all(key is None or key in t for t in every for key in keys)]
     res = draw_resamples(n_units, samples, rng_seed)
     cols = {(c, k): [_columns(tables[s][c], k) for s in seeds] for c in configs for k in stats}
     out = {}
@@ -225,7 +230,7 @@ def pool(tables: dict[int, dict[str, dict]], pairs: list[tuple[str, str]], level
         out[c] = {}
         for k in stats:
             e = _estimate(cols[c, k], _ratio, res)
-            e.totals = [float(sum(x[:, 0].sum() for x in cols[c, k])), float(sum(x[:, 1].sum() for x in cols[c, k]))]
+            e.totals = [float(v) for v in sum(x.sum(0) for x in cols[c, k])]
             out[c][k] = e
     diffs = []
     for c, ref in pairs:
@@ -239,6 +244,14 @@ def supported(e: Estimate) -> bool:
     """Both intervals exist and exclude 0 on the same side."""
     cis = (e.bootstrap_ci95, e.t_ci95)
     return all(ci is not None for ci in cis) and (all(ci[0] > 0 for ci in cis) or all(ci[1] < 0 for ci in cis))
+
+
+def beaten_on_both_axes(rates: LevelStats, normal: LevelStats, config: str, other: str) -> bool:
+    """``other`` beats ``config`` on both axes, each by a supported difference: a higher rare-scene pass rate
+    (``rates``' level) and fewer normal-road infractions per km (issue 18 asks this to be false for learned
+    against oversampling at every share)."""
+    rate, road = rates.difference(config, other, RARE), normal.difference(config, other, NORMAL)
+    return rate.supported and rate.estimate.value < 0 and road.supported and road.estimate.value > 0
 
 
 def to_json(levels: dict[str, LevelStats]) -> str:
@@ -261,7 +274,8 @@ def scenes_needed(d: float, p: float | None = None, discordance: float | None = 
 
     if discordance is None:
         if p is None or not (0 < p < 1 and 0 <= p + d <= 1):
-            raise ValueError(f"scenes_needed: give discordance, or p in (0, 1) with p + d in [0, 1] (p={p}, d={d})")
+            raise ValueError(f"scenes_needed: give discordance, or p in (0, 1) with p + d in [0, 1] "
+                             f"(p={p}, d={d})")
         discordance = p * (1 - p - d) + (p + d) * (1 - p)
     if not (0 < abs(d) <= discordance <= 1):
         raise ValueError(f"scenes_needed: need 0 < |d| <= discordance <= 1 (d={d}, discordance={discordance})")
@@ -299,13 +313,14 @@ def markdown(levels: dict[str, LevelStats]) -> str:
                 spread = f"seeds {_fmt(k, min(seen))}-{_fmt(k, max(seen))}" if seen else "no seed"
                 cells.append(f"{_fmt(k, e.value)} {_ci(k, e.bootstrap_ci95)}, {spread}")
             out.append(f"| {c} | " + " | ".join(cells) + " |")
-        out += ["", "| difference | statistic | pooled | two-level bootstrap 95 % | t 95 % (seeds) | per seed | supported |",
-                "|---|---|---|---|---|---|---|"]
+        out += ["", "| difference | statistic | pooled | two-level bootstrap 95 % | t 95 % (seeds) | per seed "
+                    "| supported |", "|---" * 7 + "|"]
         for d in lv.differences:
             e = d.estimate
             out.append(f"| {d.config} - {d.reference} | {d.stat} | {_fmt(d.stat, e.value, True)} | "
                        f"{_ci(d.stat, e.bootstrap_ci95, True)} | {_ci(d.stat, e.t_ci95, True)} | "
-                       f"{' '.join(_fmt(d.stat, v, True) for v in e.per_seed)} | {'yes' if d.supported else 'no'} |")
+                       f"{' '.join(_fmt(d.stat, v, True) for v in e.per_seed)} | "
+                       f"{'yes' if d.supported else 'no'} |")
         out.append("")
     return "\n".join(out)
 
@@ -324,7 +339,8 @@ def _differences_panel(ax, lv: LevelStats, stat: str, title: str) -> None:
         if e.value is not None:
             ax.plot([i - 0.3, i + 0.3], [e.value] * 2, "k-", lw=1.5, label="pooled" if i == 0 else None)
     ax.axhline(0, color="k", lw=0.6, ls=":")
-    ax.set_xticks(range(len(diffs)), [f"{d.config}\n- {d.reference}" for d in diffs], fontsize=7)
+    ax.set_xticks(range(len(diffs)), [f"{d.config} - {d.reference}" for d in diffs], fontsize=7, rotation=30,
+                  ha="right")
     ax.set(title=title, ylabel="difference")
     if diffs:
         ax.legend(fontsize=7)
@@ -334,25 +350,30 @@ def _nan(values: list[float | None]) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], float)
 
 
+def _error_bar(e: Estimate) -> list[list[float]] | None:
+    ci = e.bootstrap_ci95
+    return None if ci is None else [[e.value - ci[0]], [ci[1] - e.value]]
+
+
 def _frontier_panel(ax, rates: LevelStats, normal: LevelStats, frontier: dict[str, float]) -> None:
     for c in normal.configs:
         x, y = normal.configs[c][NORMAL], rates.configs[c][RARE]
-        ax.plot(_nan(x.per_seed), _nan(y.per_seed), ".", alpha=0.4, color="tab:orange" if c in frontier else "tab:blue")
+        colour = "tab:orange" if c in frontier else "tab:blue"
+        ax.plot(_nan(x.per_seed), _nan(y.per_seed), ".", alpha=0.4, color=colour)
         if x.value is None or y.value is None:
             continue
-        xerr = None if x.bootstrap_ci95 is None else [[x.value - x.bootstrap_ci95[0]], [x.bootstrap_ci95[1] - x.value]]
-        yerr = None if y.bootstrap_ci95 is None else [[y.value - y.bootstrap_ci95[0]], [y.bootstrap_ci95[1] - y.value]]
-        ax.errorbar(x.value, y.value, xerr=xerr, yerr=yerr, fmt="o", capsize=3,
-                    color="tab:orange" if c in frontier else "tab:blue")
+        ax.errorbar(x.value, y.value, xerr=_error_bar(x), yerr=_error_bar(y), fmt="o", capsize=3, color=colour)
         ax.annotate(c if c not in frontier else f"share {frontier[c]:g}", (x.value, y.value), fontsize=7,
                     xytext=(4, 4), textcoords="offset points")
-    curve = sorted((frontier[c], normal.configs[c][NORMAL].value, rates.configs[c][RARE].value) for c in frontier)
-    curve = [(x, y) for _, x, y in curve if x is not None and y is not None]
+    by_share = sorted(frontier, key=frontier.get)
+    curve = [(normal.configs[c][NORMAL].value, rates.configs[c][RARE].value) for c in by_share]
+    curve = [(x, y) for x, y in curve if x is not None and y is not None]
     if curve:
         ax.plot(*zip(*curve), "-", color="tab:orange", lw=1, label="oversampling across shares")
         ax.legend(fontsize=7)
     ax.set(xlabel="normal-road infractions per km (route level)",
-           ylabel=f"rare-scene pass rate ({rates.level} level)", title="pass rate vs normal road (pooled, bootstrap 95 %)")
+           ylabel=f"rare-scene pass rate ({rates.level} level)",
+           title="pass rate vs normal road (pooled, bootstrap 95 %)")
 
 
 def plot_study(levels: dict[str, LevelStats], out: Path, frontier: dict[str, float] | None = None) -> Path:
@@ -363,7 +384,8 @@ def plot_study(levels: dict[str, LevelStats], out: Path, frontier: dict[str, flo
     rates = levels.get("scenario") or levels["route"]
     normal = levels.get("route")
     if unknown := set(frontier or {}) - set(rates.configs):
-        raise ValueError(f"plot_study: frontier configurations {sorted(unknown)} are not in the study ({list(rates.configs)})")
+        raise ValueError(f"plot_study: frontier configurations {sorted(unknown)} are not in the study "
+                         f"({list(rates.configs)})")
     plt = pyplot()
     fig, axes = plt.subplots(1, 3 if normal else 1, figsize=(17 if normal else 6, 4.8), squeeze=False)
     _differences_panel(axes[0, 0], rates, RARE, f"rare-scene pass rate ({rates.level} level)")
