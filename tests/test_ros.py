@@ -433,3 +433,22 @@ def test_a_simulator_slower_than_real_time_is_not_braked(harness, steering_node)
     spin(h, 0.3)
     assert sent >= 15 and not [c for c in h.commands if is_brake(c)]
     assert len(h.commands) >= sent - 1
+
+
+def test_stale_frames_do_not_hold_off_the_watchdog(harness, steering_node):
+    """A camera that sends only stale frames (stamped before a forward jump of the clock, say) is driven
+    on by nothing: the node brakes as for a silent camera."""
+    h = harness
+    steering_node()
+    wait_for_node(h)
+    for _ in range(10):
+        h.image_pub.publish(frame(h))
+        spin(h, 0.05)
+    h.commands.clear()
+    last_fresh = time.monotonic()
+    stale = frame(h, stamp_s=0)
+    while time.monotonic() < last_fresh + 1.5:
+        h.image_pub.publish(stale)
+        spin(h, 0.05)
+    braking = [c for c in h.commands if is_brake(c)]
+    assert braking and braking[0].received_s - last_fresh <= 0.5 + 0.1 + 0.5
