@@ -3,6 +3,7 @@ outputs; `metasteer evaluate-offline`."""
 
 import csv
 import json
+import os
 import subprocess
 import time
 
@@ -37,34 +38,77 @@ def test_learned_loss_run_meta_trains_then_freezes_the_loss_for_a_fresh_model(sm
     assert ckpt["phase"] == "fit" and all(torch.equal(ckpt["loss"][k], learned[k]) for k in learned)  # frozen in fit
 
 
-def test_killed_training_resumes_to_the_same_numbers(small_dataset, tmp_path, cli_env):
-    args = ["--loss", "ml3", "--meta-steps", "10", "--steps", "30", "--checkpoint-every", "5"]
-    whole = tmp_path / "whole"
-    reference = json.loads((_train(small_dataset, whole, cli_env, *args) and (whole / "result.json")).read_text())
+@pytest.fixture
+def steps_taken(monkeypatch):
+    """Optimiser steps taken in this process from now on: meta steps (phi's) and the model's own Adam steps."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    from training.meta.trainer import MetaTrainer, PhiUpdater
+
+    counts, inside = {"meta": 0, "model": 0}, []
+    for cls, name in ((MetaTrainer, "step"), (PhiUpdater, "update")):
+        def counted(self, *args, _real=getattr(cls, name), **kwargs):
+            counts["meta"] += not inside  # a meta step of the meta phase runs one phi update inside it
+            inside.append(True)  # the optimiser steps inside a meta step are not the model's
+            try:
+                return _real(self, *args, **kwargs)
+            finally:
+                inside.pop()
+        monkeypatch.setattr(cls, name, counted)
+    handle = register_optimizer_step_post_hook(lambda opt, args, kwargs: counts.update(model=counts["model"] + (not inside)))
+    yield counts
+    handle.remove()
+
+
+KILLED = ["--loss", "ml3", "--meta-steps", "20", "--steps", "30", "--checkpoint-every", "5"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(small_dataset, tmp_path_factory):
+    from tests.conftest import ROOT
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    whole = tmp_path_factory.mktemp("whole") / "run"
+    _train(small_dataset, whole, env, *KILLED)
+    return whole
+
+
+@pytest.mark.parametrize("phase", ["meta", "fit"])
+def test_killed_training_resumes_where_it_stopped_to_the_same_numbers(small_dataset, tmp_path, cli_env, uninterrupted, steps_taken, phase):
+    """SIGKILL in the meta phase or in the fit phase; the resumed run takes only the steps that were left
+    (a restart from scratch would reach the same numbers: the step counts tell them apart)."""
+    from training.cli import main
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(METASTEER + ["train", "--data", str(small_dataset), "--out", str(killed), *TINY, *args], env=cli_env)
+    proc = subprocess.Popen(METASTEER + ["train", "--data", str(small_dataset), "--out", str(killed), *TINY, *KILLED], env=cli_env)
     deadline = time.time() + 300
     while True:
         ckpt = killed / "checkpoint.pt"
         if ckpt.exists():
             try:
                 state = load(ckpt)
-                if state["phase"] == "fit" and state["step"] >= 10:
+                if state["phase"] == phase and state["step"] >= 5:
                     break
             except RuntimeError:
                 pass
         assert proc.poll() is None and time.time() < deadline, "training ended before it could be killed"
-        time.sleep(0.1)
+        time.sleep(0.05)
     proc.kill()
     proc.wait()
     assert not (killed / "result.json").exists()
-    refused = _train(small_dataset, killed, cli_env, *args, check=False)
+    at = load(killed / "checkpoint.pt")
+    assert at["phase"] == phase, "the kill came too late for this phase"
+    refused = _train(small_dataset, killed, cli_env, *KILLED, check=False)
     assert refused.returncode == 2 and "--resume" in refused.stderr
-    _train(small_dataset, killed, cli_env, *args, "--resume")
-    resumed = json.loads((killed / "result.json").read_text())
-    assert resumed["val"] == reference["val"]
-    a, b = load(whole / "model.pt")["state_dict"], load(killed / "model.pt")["state_dict"]
+    threads = torch.get_num_threads()
+    try:
+        assert main(["train", "--data", str(small_dataset), "--out", str(killed), *TINY, *KILLED, "--resume"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    left = {"meta": 20 - at["step"], "model": 30} if phase == "meta" else {"meta": 0, "model": 30 - at["step"]}
+    assert steps_taken == left
+    assert json.loads((killed / "result.json").read_text())["val"] == json.loads((uninterrupted / "result.json").read_text())["val"]
+    a, b = load(uninterrupted / "model.pt")["state_dict"], load(killed / "model.pt")["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -199,7 +243,7 @@ def test_an_online_learned_loss_moves_along_the_run_and_is_mse_at_tau_zero(small
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_a_killed_online_run_resumes_to_the_same_numbers(small_dataset, tmp_path, monkeypatch):
+def test_a_killed_online_run_resumes_where_it_stopped_to_the_same_numbers(small_dataset, tmp_path, monkeypatch, steps_taken):
     _online(small_dataset, tmp_path / "whole", 2.0).run(progress=False)
     run = _online(small_dataset, tmp_path / "cut", 2.0)
     save = run._save
@@ -215,7 +259,10 @@ def test_a_killed_online_run_resumes_to_the_same_numbers(small_dataset, tmp_path
     with pytest.raises(KeyboardInterrupt):
         run.run(progress=False)
     assert load(tmp_path / "cut" / "checkpoint.pt")["step"] == 5
-    _online(small_dataset, tmp_path / "cut", 2.0).run(resume=True, progress=False)
+    resumed = _online(small_dataset, tmp_path / "cut", 2.0)
+    steps_taken.update(meta=0, model=0)
+    resumed.run(resume=True, progress=False)
+    assert steps_taken == {"meta": 7, "model": 7}  # steps 6-12 only, a meta step at each
     for name in ("model.pt", "loss.pt"):
         a, b = (load(tmp_path / d / name)["state_dict"] for d in ("whole", "cut"))
         assert all(torch.equal(a[k], b[k]) for k in a), name
