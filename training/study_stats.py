@@ -13,9 +13,10 @@ per-seed difference on the same units. Two 95 % intervals:
 
 - two-level bootstrap: draw K seeds with replacement, then each drawn seed's units with replacement (a fresh
   draw each time a seed is drawn); the same draws for every configuration (paired) and statistic; the 2.5 and
-  97.5 percentiles; resamples where a statistic is undefined (no scene of the kind) are left out, as in
-  ``compare``;
+  97.5 percentiles; a drawn seed where a statistic is undefined (no scene of the kind) is left out of that
+  resample's mean, a resample with none left is dropped (as in ``compare``);
 - Student t over the K per-seed values (K - 1 degrees of freedom).
+With one seed (the tuning seed, reported apart) the bootstrap is ``compare``'s over units, and there is no t.
 
 A difference is ``supported`` only when both intervals exclude 0 on the same side (the claim's interval is
 their hull). Why both: resampling both levels counts scene noise twice (wide when it dominates), while with
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -97,6 +99,7 @@ class Resamples:
 
 
 def draw_resamples(units_per_seed: list[int], samples: int, rng_seed: int) -> Resamples:
+    """``samples`` resamples: K seeds drawn with replacement, then a fresh draw of the units for every slot."""
     rng = np.random.default_rng(rng_seed)
     k = len(units_per_seed)
     slot_seed = rng.integers(0, k, size=(samples, k))
@@ -126,7 +129,10 @@ def _seed_mean(values: np.ndarray) -> np.ndarray:
     return np.divide(np.where(ok, values, 0.0).sum(-1), n, out=np.full(n.shape, np.nan), where=n > 0)
 
 
-def two_level_replicates(columns: list[np.ndarray], fn, res: Resamples) -> np.ndarray:
+Stat = Callable[[np.ndarray], np.ndarray]  # per-unit column sums (..., c) -> statistic (...), NaN if undefined
+
+
+def two_level_replicates(columns: list[np.ndarray], fn: Stat, res: Resamples) -> np.ndarray:
     """``fn`` (per-unit column sums -> statistic) pooled over the slots of every resample: (samples,), NaN
     where undefined. ``columns[s]``: seed s's (units, c) matrix of per-unit values."""
     sums = np.empty(res.slot_seed.shape + (columns[0].shape[1],))
@@ -149,7 +155,7 @@ def t_interval(values: list[float]) -> list[float] | None:
     return None if m["ci95"] is None else [m["mean"] - m["ci95"], m["mean"] + m["ci95"]]
 
 
-def _estimate(columns: list[np.ndarray], fn, res: Resamples) -> Estimate:
+def _estimate(columns: list[np.ndarray], fn: Stat, res: Resamples) -> Estimate:
     per_seed = fn(np.stack([x.sum(0) for x in columns]))
     defined = [float(v) for v in per_seed if not np.isnan(v)]
     return Estimate(value=float(np.mean(defined)) if defined else None,
