@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -42,6 +43,8 @@ class EvalConfig:
     workers: int = field(default=2, metadata={"range": (1, None), "help": "parallel worker processes"})
     split: str = field(default="eval", metadata={"help": "route namespace: eval (final) or tune", "choices": ("eval", "tune")})
     max_time_s: float = field(default=180.0, metadata={"range": (1.0, None), "help": "episode time limit, simulated seconds"})
+    actuation_delay_ticks: int = field(default=0, metadata={"range": (0, None), "help": (
+        "ticks (0.05 s) from computing a command to applying it, as with a bridge that ticks without waiting for it")})
 
 
 class PolicyDriver:
@@ -66,16 +69,34 @@ class PolicyDriver:
         return VehicleControl(throttle, steer, brake), steer - obs.expert_control.steer
 
 
-def drive_episode(policy: OnnxPolicy, world_cfg: WorldConfig, seed: int, max_time_s: float, trace: bool = True) -> dict:
+class ActuationDelay:
+    """Commands that reach the car ``ticks`` steps late: the command computed at tick t is applied at tick
+    t + ticks, the one before it held meanwhile; before the first arrives the car gets no control (zeros)."""
+
+    def __init__(self, ticks: int) -> None:
+        if ticks < 0:
+            raise ValueError(f"actuation delay must be >= 0 ticks, got {ticks}")
+        self._in_flight = deque([VehicleControl()] * ticks)
+
+    def __call__(self, computed: VehicleControl) -> VehicleControl:
+        """The control applied this tick, given the one computed this tick."""
+        self._in_flight.append(computed)
+        return self._in_flight.popleft()
+
+
+def drive_episode(policy: OnnxPolicy, world_cfg: WorldConfig, seed: int, max_time_s: float, trace: bool = True,
+                  actuation_delay_ticks: int = 0) -> dict:
     """One closed-loop episode; returns the metrics summary, the per-step record ``steps`` (category,
-    counted infraction onset, policy and expert steering, distance) and, if ``trace``, the trajectory.
+    counted infraction onset, policy, applied and expert steering, distance) and, if ``trace``, the trajectory.
 
     ``truncated``: the episode hit ``max_time_s`` before the world ended it.
     """
     driver = PolicyDriver(policy, world_cfg.target_speed_mps)
     driver.start(seed)
+    delay = ActuationDelay(actuation_delay_ticks)
     xs, ys, marks = [], [], []
-    steps: dict[str, list] = {"category": [], "infraction": [], "steer": [], "expert_steer": [], "distance_m": []}
+    steps: dict[str, list] = {"category": [], "infraction": [], "steer": [], "applied_steer": [], "expert_steer": [],
+                              "distance_m": []}
     with make_world(world_cfg) as world:
         obs = world.reset(seed)
         while not obs.done and obs.time_s < max_time_s:
@@ -83,7 +104,9 @@ def drive_episode(policy: OnnxPolicy, world_cfg: WorldConfig, seed: int, max_tim
             steps["category"].append(obs.category)
             steps["steer"].append(control.steer)
             steps["expert_steer"].append(obs.expert_control.steer)
-            obs = world.step(control)
+            applied = delay(control)
+            steps["applied_steer"].append(applied.steer)
+            obs = world.step(applied)
             steps["infraction"].append(any(e.counts_as_infraction for e in obs.events))
             steps["distance_m"].append(obs.speed_mps * FIXED_DELTA_S)
             if trace and hasattr(world, "ego"):
@@ -98,8 +121,8 @@ def drive_episode(policy: OnnxPolicy, world_cfg: WorldConfig, seed: int, max_tim
 
 
 def _episode_job(args: tuple) -> dict:
-    model, world_cfg, seed, max_time_s = args
-    return drive_episode(OnnxPolicy.load(model), world_cfg, seed, max_time_s)
+    model, world_cfg, seed, max_time_s, delay_ticks = args
+    return drive_episode(OnnxPolicy.load(model), world_cfg, seed, max_time_s, actuation_delay_ticks=delay_ticks)
 
 
 def drive_routes(models: list[Path], world_cfg: WorldConfig, cfg: EvalConfig, progress: bool = True, desc: str = "evaluate") -> list[list[dict]]:
@@ -112,7 +135,7 @@ def drive_routes(models: list[Path], world_cfg: WorldConfig, cfg: EvalConfig, pr
     spec = OnnxPolicy.load(models[0]).spec
     cfg_world = replace(world_cfg, width=spec.width, height=spec.height)
     seeds = [route_seed(cfg.seed, i, cfg.split) for i in range(cfg.episodes)]
-    jobs = [(str(m), cfg_world, s, cfg.max_time_s) for m in models for s in seeds]
+    jobs = [(str(m), cfg_world, s, cfg.max_time_s, cfg.actuation_delay_ticks) for m in models for s in seeds]
     bar = tqdm(total=len(jobs), desc=desc, unit="episode", disable=not progress)
     done: list[dict] = []
     if cfg.workers > 1 and len(jobs) > 1:
