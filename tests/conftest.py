@@ -24,3 +24,10 @@ def cli_env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+def file_stamps(root: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple[int, int]]:
+    """Every file under ``root`` (but ``skip``): (mtime_ns, inode). Equal before and after: nothing rewritten,
+    not even atomically (an atomic rewrite is a new inode)."""
+    return {str(p.relative_to(root)): (p.stat().st_mtime_ns, p.stat().st_ino) for p in sorted(root.rglob("*"))
+            if p.is_file() and str(p.relative_to(root)) not in skip}

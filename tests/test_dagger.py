@@ -1,6 +1,7 @@
 """DAgger: the policy drives, the expert labels; rounds are datasets that name their policy; resumable."""
 
 import json
+import shutil
 import subprocess
 from dataclasses import replace
 
@@ -11,7 +12,7 @@ from metasteer.control import SpeedController
 from metasteer.policy import OnnxPolicy
 from simulator.base import FIXED_DELTA_S, VehicleControl
 from simulator.factory import WorldConfig, make_world
-from tests.conftest import METASTEER
+from tests.conftest import METASTEER, file_stamps
 from tests.onnx_models import constant_steer_model
 from training.dagger import DaggerConfig, record_round
 from training.data.dataset import DrivingDataset
@@ -70,5 +71,13 @@ def test_dagger_command_runs_rounds_and_fine_tunes_from_the_policy(small_dataset
     request = json.loads((tmp_path / "dagger" / "round-2" / "run" / "request.json").read_text())
     assert request["train"]["init_from"].endswith("round-1/run")
     assert len(request["data"]) == 3  # original + both rounds
+    done = file_stamps(tmp_path / "dagger", skip=("dagger.json",))
     again = subprocess.run(METASTEER + args, env=cli_env, capture_output=True, text=True, timeout=600)
-    assert json.loads(again.stdout.strip().splitlines()[-1])["rounds"] == out["rounds"]  # resumed: nothing re-done
+    assert json.loads(again.stdout.strip().splitlines()[-1])["rounds"] == out["rounds"]
+    assert file_stamps(tmp_path / "dagger", skip=("dagger.json",)) == done  # resumed: no file of a finished round rewritten
+    shutil.rmtree(tmp_path / "dagger" / "round-2" / "run")  # round 2 killed before its training finished
+    resumed = subprocess.run(METASTEER + args, env=cli_env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    kept = {k: v for k, v in done.items() if not k.startswith("round-2/run/")}
+    assert {k: v for k, v in file_stamps(tmp_path / "dagger", skip=("dagger.json",)).items() if k in kept} == kept
+    assert (tmp_path / "dagger" / "round-2" / "run" / "result.json").exists()  # only the missing training ran
