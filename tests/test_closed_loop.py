@@ -86,6 +86,20 @@ def test_elu_rewritten_in_vectorised_ops_is_the_same_function(trained_run, tmp_p
     assert np.abs(rewritten.predict_bands(frames) - source.predict_bands(frames)).max() < 1e-5
 
 
+def weight_types(model: onnx.ModelProto) -> dict[str, list[int]]:
+    """Per op type (Conv, Gemm, MatMul), the stored element type of each node's weights (QDQ: behind DequantizeLinear)."""
+    graph = model.graph
+    stored = {i.name: i.data_type for i in graph.initializer}
+    produced = {out: n for n in graph.node for out in n.output}
+    types: dict[str, list[int]] = {"Conv": [], "Gemm": [], "MatMul": []}
+    for n in graph.node:
+        if n.op_type in types:
+            w = n.input[1]
+            source = produced.get(w)
+            types[n.op_type].append(stored[source.input[0]] if source is not None and source.op_type == "DequantizeLinear" else stored[w])
+    return types
+
+
 def test_quantized_copy_keeps_the_contract_and_provenance_and_is_parity_checked(trained_run, small_dataset, tmp_path, monkeypatch):
     import training.quantize as quantize_module
     from training.export import ExportError
@@ -99,8 +113,9 @@ def test_quantized_copy_keeps_the_contract_and_provenance_and_is_parity_checked(
     assert quant["source_model_id"] == source.model_id and quant["calibration"]["routes"] == "tune"
     assert int8.describe()["loss"] == source.describe()["loss"]
     assert quant["parity_max_abs_diff"] <= quantize_module.PARITY_TOLERANCE
-    ops = [n.op_type for n in onnx.load(tmp_path / "q" / "m-int8.onnx").graph.node]
-    assert ops.count("QuantizeLinear") >= 5 and "Gemm" in ops  # every convolution in int8, the linear layers float
+    weights = weight_types(onnx.load(tmp_path / "q" / "m-int8.onnx"))
+    assert weights["Conv"] == [onnx.TensorProto.INT8] * 5  # every convolution's weights stored in int8
+    assert weights["Gemm"] and set(weights["Gemm"]) == {onnx.TensorProto.FLOAT}  # the linear layers' weights stay float
     frames = np.random.default_rng(2).integers(0, 256, (3, 66, 200, 3), dtype=np.uint8)
     assert np.abs(int8.predict_bands(frames) - source.predict_bands(frames)).max() > 0  # it is another model, not a copy
     on_data = quantize_module.quantize(tmp_path / "m.onnx", tmp_path / "d.onnx", calibration_frames=32, data=small_dataset)
@@ -202,8 +217,11 @@ def test_shipped_models_load_have_cards_and_the_int8_copy_is_of_the_shipped_floa
 
     policies = {p.stem: OnnxPolicy.load(p) for p in sorted((ROOT / "models").glob("*.onnx"))}
     assert {"mse", "oversample", "learned", "learned-int8"} <= set(policies)
-    assert all((ROOT / "models" / f"{name}.md").exists() for name in policies)
+    for name, policy in policies.items():  # each card names the file it describes by its current model id
+        assert f"model id (SHA-256 prefix): `{policy.model_id}`" in (ROOT / "models" / f"{name}.md").read_text(), name
     int8, source = policies["learned-int8"], policies["learned"]
     assert int8.describe()["quantization"]["source_model_id"] == source.model_id  # re-quantise whenever learned.onnx changes
+    assert f"`learned.onnx` (model id `{source.model_id}`)" in (ROOT / "models" / "learned-int8.md").read_text()
+    assert set(weight_types(onnx.load(ROOT / "models" / "learned-int8.onnx"))["Gemm"]) == {onnx.TensorProto.FLOAT}
     frames = export_module.parity_frames(source.spec, n=16, seed=7)
     assert np.abs(int8.predict_bands(frames) - source.predict_bands(frames)).max() <= PARITY_TOLERANCE
