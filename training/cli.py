@@ -305,6 +305,15 @@ def _cmd_bench_node_latency(args: argparse.Namespace) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _cmd_bench_node_soak(args: argparse.Namespace) -> dict:
+    import subprocess
+
+    # its own process, as node-latency: ROS code stays out of training
+    out = subprocess.run([sys.executable, "-m", "metasteer.nodes.bench_soak", "--model", args.model, "--minutes", str(args.minutes),
+                          "--warmup-s", str(args.warmup_s), "--threads", str(args.threads)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def _cmd_bench_sim(args: argparse.Namespace) -> dict:
     from training.bench.sim import bench_sim
 
@@ -438,6 +447,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("node-latency", _cmd_bench_node_latency, "camera -> control through real DDS, 800x600 bgra8, 20 Hz and faster", parent=bench)
     p.add_argument("--model", default="models/learned.onnx", type=onnx_model, help="ONNX model the node loads")
     p.add_argument("--frames", type=COUNT, default=200)
+    p.add_argument("--threads", type=COUNT, default=1, help="the node's onnxruntime intra-op threads")
+
+    p = command("node-soak", _cmd_bench_node_soak, "the node fed 800x600 bgra8 at 20 Hz for minutes: answered share, RSS growth",
+                parent=bench)
+    p.add_argument("--model", default="models/learned.onnx", type=onnx_model, help="ONNX model the node loads")
+    p.add_argument("--minutes", type=bounded(float, 0.05), default=10.0, help="minutes of frames")
+    p.add_argument("--warmup-s", type=bounded(float, 0.0), default=60.0, help="seconds before RSS growth is counted")
     p.add_argument("--threads", type=COUNT, default=1, help="the node's onnxruntime intra-op threads")
 
     p = command("train-step", _cmd_bench_train_step, "training step time: compute vs input path (data_share), CPU and CUDA", parent=bench)
