@@ -31,3 +31,13 @@ def test_a_drive_applies_each_command_its_ticks_late(ticks):
     steer, applied = episode["steps"]["steer"], episode["steps"]["applied_steer"]
     assert len(steer) == len(applied) >= 50 and any(s != 0.0 for s in steer)
     assert applied == [0.0] * ticks + steer[:len(steer) - ticks]
+
+
+def test_the_bridge_launch_waits_for_the_control_command():
+    """With carla-ros-bridge's default (false) the world ticks on and every command lands a tick late."""
+    import ast
+
+    source = (Path(__file__).resolve().parents[1] / "launch" / "carla_bridge.launch.py").read_text()
+    args = {k.value: v.value for d in ast.walk(ast.parse(source)) if isinstance(d, ast.Dict)
+            for k, v in zip(d.keys, d.values) if isinstance(k, ast.Constant) and isinstance(v, ast.Constant)}
+    assert args["synchronous_mode"] == "True" and args["synchronous_mode_wait_for_vehicle_control_command"] == "True"
