@@ -37,7 +37,7 @@ class Command:
 
 @dataclass
 class SafetyConfig:
-    camera_timeout_s: float = 0.5  # no frame for this long: brake
+    camera_timeout_s: float = 0.5  # no frame answered for this long (steady clock): brake
     max_frame_age_s: float = 0.2  # older frames are dropped, not queued
     target_speed_mps: float = 8.0
 
