@@ -20,9 +20,10 @@ With one seed (the tuning seed, reported apart) the bootstrap is ``compare``'s o
 
 A difference is ``supported`` only when both intervals exclude 0 on the same side (the claim's interval is
 their hull). Why both: resampling both levels counts scene noise twice (wide when it dominates), while with
-few seeds a percentile bootstrap is too narrow when seed-to-seed spread dominates (about 85 % coverage at
-K = 5, as a t with 4 degrees of freedom is wider than its normal approximation); the t-interval is exact for
-normal per-seed values, at any K. ``scenes_needed`` sizes the scene count of a paired comparison.
+few seeds a percentile bootstrap is too narrow when seed-to-seed spread dominates (a t with K - 1 degrees of
+freedom is wider than its normal approximation): on synthetic data with seed spread 3x the scene noise it
+covered 80 % at K = 3 and 86 % at K = 5, the t-interval 93-96 %; the t-interval is exact for normal per-seed
+values, at any K. ``scenes_needed`` sizes the scene count of a paired comparison.
 """
 
 from __future__ import annotations
