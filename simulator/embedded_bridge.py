@@ -15,6 +15,7 @@ import time
 
 import rclpy
 from builtin_interfaces.msg import Time
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
@@ -23,9 +24,11 @@ from std_msgs.msg import Float32
 from metasteer.infractions import EventType
 from metasteer.nodes.interfaces import resolve
 from metasteer.nodes.lifecycle import run_node
+from simulator.bag_recorder import READY_TOPIC
 
 DEFAULTS = {"role_name": "ego_vehicle", "camera": "rgb_front", "width": 800, "height": 600, "seed": 0, "abnormal_rate": 0.1,
-            "max_time_s": 60.0, "control_timeout_s": 1.0, "target_speed_mps": 8.0, "interface": "auto", "result_path": ""}
+            "max_time_s": 60.0, "control_timeout_s": 1.0, "target_speed_mps": 8.0, "interface": "auto", "result_path": "",
+            "wait_for_recorder": False}  # start only once simulator.bag_recorder hears every topic
 
 
 class EmbeddedBridge(Node):
@@ -52,6 +55,7 @@ class EmbeddedBridge(Node):
         self.create_subscription(self.iface.control_type, f"{base}/vehicle_control_cmd", self.on_control, 10)
         self.control = None
         self.controls_by_model: dict[str, int] = {}
+        self.published: dict[str, int] = {}
 
     def control_pub_count(self) -> int:
         return self.count_publishers(f"/carla/{self.params['role_name']}/vehicle_control_cmd")
@@ -62,29 +66,40 @@ class EmbeddedBridge(Node):
         except ValueError as exc:
             self.get_logger().warning(f"ignored a control message: {exc}", throttle_duration_sec=2.0)
 
+    def _send(self, pub, msg) -> None:
+        pub.publish(msg)
+        self.published[pub.topic_name] = self.published.get(pub.topic_name, 0) + 1
+
+    def _topics_out(self) -> list:
+        return [self.clock_pub, self.image_pub, self.speed_pub, self.collision_pub, self.lane_pub]
+
+    def _subscribed(self) -> bool:
+        recorder = not self.params["wait_for_recorder"] or self.count_subscribers(READY_TOPIC) > 0
+        return self.image_pub.get_subscription_count() > 0 and recorder
+
     def _publish(self, obs) -> None:
         # stamps are simulation time, as the ros-bridge stamps them in synchronous mode; split whole
         # nanoseconds (rounding the fraction alone sent 4.9999999 s as 4.0 s: a stamp 1 s in the past)
         sec, nanosec = divmod(round(obs.time_s * 1e9), 1_000_000_000)
         stamp = Time(sec=int(sec), nanosec=int(nanosec))
-        self.clock_pub.publish(Clock(clock=stamp))
+        self._send(self.clock_pub, Clock(clock=stamp))
         img = Image(height=obs.image.shape[0], width=obs.image.shape[1], encoding="bgra8", is_bigendian=0, step=obs.image.shape[1] * 4)
         img.header.stamp, img.header.frame_id = stamp, f"{self.params['role_name']}/{self.params['camera']}"
         img.data = obs.image.tobytes()
-        self.image_pub.publish(img)
-        self.speed_pub.publish(Float32(data=float(obs.speed_mps)))
+        self._send(self.image_pub, img)
+        self._send(self.speed_pub, Float32(data=float(obs.speed_mps)))
         for e in obs.events:
             if e.type.is_collision:
-                self.collision_pub.publish(self.iface.make_collision(stamp, e.other_actor_id, (e.impulse_n_s, 0.0, 0.0)))
+                self._send(self.collision_pub, self.iface.make_collision(stamp, e.other_actor_id, (e.impulse_n_s, 0.0, 0.0)))
             elif e.type == EventType.LANE_INVASION:
-                self.lane_pub.publish(self.iface.make_lane(stamp, list(e.markings)))
+                self._send(self.lane_pub, self.iface.make_lane(stamp, list(e.markings)))
 
     def run_episode(self) -> dict:
         from simulator.base import VehicleControl
 
         obs = self.world.reset(self.params["seed"])
         deadline = time.monotonic() + 30.0  # give the steering node time to start and be discovered
-        while (self.image_pub.get_subscription_count() == 0 or self.control_pub_count() == 0) and time.monotonic() < deadline:
+        while not (self._subscribed() and self.control_pub_count() > 0) and time.monotonic() < deadline:
             rclpy.spin_once(self, timeout_sec=0.05)
         timeouts = 0
         while not obs.done:
@@ -102,8 +117,10 @@ class EmbeddedBridge(Node):
                 control = VehicleControl(throttle, steer, brake)
             obs = self.world.step(control)
         self._publish(obs)
+        for pub in self._topics_out():  # the last frames reach every subscriber (a recorder) before the process ends
+            pub.wait_for_all_acked(Duration(seconds=2.0))
         result = {"seed": self.params["seed"], **self.world.metrics.summary(), "control_timeouts": timeouts,
-                  "controls_by_model": self.controls_by_model}
+                  "controls_by_model": self.controls_by_model, "published": self.published}
         if self.params["result_path"]:
             with open(self.params["result_path"], "w") as fh:
                 json.dump(result, fh, indent=2)

@@ -124,7 +124,7 @@ def _record_session(path, episodes, camera="jpeg", label="status", seed=0):
                 ok, buf = cv2.imencode(".jpg" if camera == "jpeg" else ".png", img)
                 msg = T[cam_type](header=header, format=f"bgr8; {camera} compressed bgr8", data=buf.reshape(-1))
                 applied = steers[k - 1] if k else -0.99  # status: the control applied during this tick
-                ctl = Control(header=header, throttle=0.3, steer=applied if label == "status" else steer, brake=0.0,
+                ctl = Control(header=header, throttle=0.3, steer=applied if label == "status" else (steer or 0.0), brake=0.0,
                               hand_brake=False, reverse=False, gear=1, manual_gear_shift=False)
                 if label == "status":
                     status = T[lab_type](header=header, velocity=5.0, acceleration=accel, orientation=quat, control=ctl)
@@ -132,8 +132,13 @@ def _record_session(path, episodes, camera="jpeg", label="status", seed=0):
                     writer.write(lab, log + k * TICK_NS, store.serialize_cdr(status, lab_type))
                     writer.write(cam, log + k * TICK_NS + 1000, store.serialize_cdr(msg, cam_type))
                 else:
+                    if k == 0:  # a watchdog's brake, stamped like frame 0 but recorded before it: answers nothing
+                        brake = Control(header=header, throttle=0.0, steer=0.77, brake=1.0, hand_brake=False, reverse=False,
+                                        gear=1, manual_gear_shift=False)
+                        writer.write(lab, log - 1000, store.serialize_cdr(brake, lab_type))
                     writer.write(cam, log + k * TICK_NS, store.serialize_cdr(msg, cam_type))
-                    writer.write(lab, log + k * TICK_NS + 3_000_000, store.serialize_cdr(ctl, lab_type))
+                    if steer is not None:  # None: the driver did not answer this frame
+                        writer.write(lab, log + k * TICK_NS + 3_000_000, store.serialize_cdr(ctl, lab_type))
     return frames
 
 
@@ -167,6 +172,17 @@ def test_manual_control_bag_png_frames_are_exact(tmp_path):
     assert np.allclose(ds.steer, steers, atol=1e-6)
     expect = np.stack([camera_band(f, "bgr8", PreprocessSpec()) for f in frames])
     assert np.array_equal(ds.images(np.arange(6)), expect)
+
+
+def test_a_frame_gets_only_its_own_answer(tmp_path):
+    """Not the brake recorded before it with its stamp, not the next frame's command when its own is missing."""
+    steers = [0.1, 0.2, None, 0.4, 0.5]
+    _record_session(tmp_path / "bag", [steers], camera="jpeg", label="manual")
+    result = ingest(tmp_path / "bag", tmp_path / "data", _cfg("manual"))
+    assert result["frames"] == 4 and result["skipped"]["no_control"] == 1
+    ds = DrivingDataset(tmp_path / "data")
+    assert np.allclose(ds.steer, [0.1, 0.2, 0.4, 0.5], atol=1e-6)
+    assert np.allclose(ds.columns["time_s"], [10.0, 10.05, 10.15, 10.2])
 
 
 def test_several_bags_and_a_world_reload_become_episodes(tmp_path):

@@ -7,14 +7,16 @@ autopilot's control), this project's fallback ``sensor_msgs/Joy`` (``axes[1]``) 
 
 Pairing (a frame is labelled with the control chosen *after* it):
 
-- a command (``after_frame = False``): the first one stamped at or after the frame; a driver answers
-  the frame of tick N with a command stamped t_N (sim time).
+- a command (``after_frame = False``): the first one stamped in [t_N, t_N+1) and recorded after the
+  frame; a driver answers the frame of tick N with a command stamped t_N (sim time), a command
+  recorded before the frame arrived (a watchdog's brake stamped t_N) cannot be its answer, and one
+  stamped t_N+1 answers the next frame (a frame left unanswered is skipped, not given the next one's).
 - ``vehicle_status`` (``after_frame = True``): the first one stamped strictly after the frame, one tick
   later. In synchronous mode the ros-bridge ticks the world to t_N, then publishes the camera frame and
   ``vehicle_status`` of tick N, both stamped t_N; ``status.control`` is ``carla_actor.get_control()``,
   the control applied *during* tick N, chosen after frame N-1 (carla_ros_bridge ``bridge.py``
   ``_synchronous_mode_update``, ``ego_vehicle.py`` ``send_vehicle_msgs``). The control chosen after
-  frame N is therefore in the status stamped t_{N+1}.
+  frame N is therefore in the status stamped t_{N+1}: in (t_N, t_N+1].
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ class LabelSource:
     def describe(self) -> dict:
         rule = ("first message stamped strictly after the frame (the next tick: vehicle_status reports the control "
                 "applied during the tick that ends at its stamp)" if self.after_frame
-                else "first message stamped at or after the frame (the command answering it)")
+                else "first message stamped at or after the frame, before the next frame, and recorded after it "
+                     "(the command answering it)")
         return {"topic": self.topic, "type": self.msgtype, "field": self.field, "pairing": rule}
 
 

@@ -13,26 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from simulator.ros_types import default_typestore
 from training.data.format import DatasetError
-
-MSG_DIR = Path(__file__).resolve().parents[2] / "ros2_ws" / "src" / "carla_msgs" / "msg"
 
 
 @dataclass(frozen=True)
 class BagMessage:
-    log_ns: int  # recorder's receive time: orders messages across topics
+    log_ns: int  # recorder's receive time
+    seq: int  # position in the recording (receive order across topics)
     stamp_ns: int  # header stamp (sim time: jumps back when the world reloads); log_ns for a message without header
     msg: Any
-
-
-def default_typestore():
-    """ROS 2 Jazzy's types plus the bridge's carla_msgs (the project's ``.msg`` files)."""
-    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
-
-    store = get_typestore(Stores.ROS2_JAZZY)
-    for path in sorted(MSG_DIR.glob("*.msg")):
-        store.register(get_types_from_msg(path.read_text(), f"carla_msgs/msg/{path.stem}"))
-    return store
 
 
 def _bag_types(conn) -> dict:
@@ -96,13 +86,13 @@ def messages(bag: Path, topics: set[str]) -> Iterator[tuple[str, BagMessage]]:
     try:
         conns = [c for c in reader.connections if c.topic in topics]
         store = bag_typestore(bag, conns)
-        for conn, log_ns, raw in reader.messages(connections=conns):
+        for seq, (conn, log_ns, raw) in enumerate(reader.messages(connections=conns)):
             try:
                 msg = store.deserialize_cdr(raw, conn.msgtype)
             except Exception as exc:  # a truncated or mistyped payload: name where it is
                 raise DatasetError(f"{bag}: topic {conn.topic} ({conn.msgtype}): cannot decode the message at "
                                    f"{log_ns} ns ({type(exc).__name__}: {exc})") from None
-            yield conn.topic, BagMessage(log_ns, stamp_ns(msg) if hasattr(msg, "header") else log_ns, msg)
+            yield conn.topic, BagMessage(log_ns, seq, stamp_ns(msg) if hasattr(msg, "header") else log_ns, msg)
     finally:
         reader.close()
 

@@ -88,7 +88,7 @@ def read_bag(bag: Path, cfg: IngestConfig, spec: PreprocessSpec, skipped: dict) 
     for topic, m in messages(bag, {cfg.camera_topic, cfg.control_topic} | events_topics):
         if topic == cfg.camera_topic:
             try:
-                frames.append(BagMessage(m.log_ns, m.stamp_ns, band(types[topic], m.msg, spec)))
+                frames.append(BagMessage(m.log_ns, m.seq, m.stamp_ns, band(types[topic], m.msg, spec)))
             except ImageError as exc:
                 skipped["malformed_image"] += 1
                 first_error = first_error or str(exc)
@@ -117,14 +117,20 @@ def read_bag(bag: Path, cfg: IngestConfig, spec: PreprocessSpec, skipped: dict) 
 
 def label_frames(ep: Episode, source: LabelSource, cfg: IngestConfig, skipped: dict) -> list[dict]:
     """Per frame of ``ep`` that has a label: its stamp, band, steer, throttle, brake and abnormal flag."""
-    labels = sorted(ep.labels, key=lambda m: m.stamp_ns)
+    labels = sorted(ep.labels, key=lambda m: (m.stamp_ns, m.seq))
     label_t = [m.stamp_ns for m in labels]
     event_t = sorted(m.stamp_ns for m in ep.events)
     max_gap_ns, window_ns = round(cfg.max_gap_s * 1e9), round(cfg.event_window_s * 1e9)
     rows = []
-    for f in sorted(ep.frames, key=lambda m: m.stamp_ns):
+    frames = sorted(ep.frames, key=lambda m: m.stamp_ns)
+    for k, f in enumerate(frames):
         i = (bisect.bisect_right if source.after_frame else bisect.bisect_left)(label_t, f.stamp_ns)
-        if i == len(labels) or label_t[i] - f.stamp_ns > max_gap_ns:
+        while i < len(labels) and labels[i].seq < f.seq:  # recorded before the frame: not an answer to it
+            i += 1
+        # a command stamped at the next frame answers that one (a status: one tick later, so it may reach it)
+        end_ns = frames[k + 1].stamp_ns if k + 1 < len(frames) else f.stamp_ns + max_gap_ns
+        if i == len(labels) or label_t[i] - f.stamp_ns > max_gap_ns or label_t[i] > end_ns or (
+                label_t[i] == end_ns and not source.after_frame):
             skipped["no_control"] += 1
             continue
         j = bisect.bisect_left(event_t, f.stamp_ns - window_ns)
