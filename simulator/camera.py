@@ -9,7 +9,9 @@ flat road. Output is uint8 BGRA like CARLA's raw image data.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -87,7 +89,7 @@ class Look:
 
 
 
-def _sample_table() -> tuple[int, list[np.ndarray]]:
+def _sample_table() -> tuple[int, list[list[int]]]:
     """Ground sample indices relative to the ego's road sample, per phase of that sample in the period.
 
     Each section samples the road at multiples of its spacing, fixed to the road rather than to the ego,
@@ -95,13 +97,24 @@ def _sample_table() -> tuple[int, list[np.ndarray]]:
     """
     every = [round(e / STEP_M) for _, _, e in _SAMPLE_SECTIONS_M]
     period = math.lcm(*every)
-    table = [np.array([m for (lo, hi, _), k in zip(_SAMPLE_SECTIONS_M, every)
-                       for m in range(p + round(lo / STEP_M), p + round(hi / STEP_M)) if m % k == 0]) - p
+    table = [[m - p for (lo, hi, _), k in zip(_SAMPLE_SECTIONS_M, every)
+              for m in range(p + round(lo / STEP_M), p + round(hi / STEP_M)) if m % k == 0]
              for p in range(period)]
     return period, table
 
 
 _SAMPLE_PERIOD, _SAMPLE_TABLE = _sample_table()
+_SAMPLE_ARRAYS = [np.array(t) for t in _SAMPLE_TABLE]
+_POLY_ROWS = [pair for pairs, _, _ in _STRIPS for pair in pairs]  # every strip polygon's edge rows, in order
+
+
+@lru_cache(maxsize=None)
+def _poly_index(samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fancy index turning (rows, samples, 2) edge polylines into (polygons, 2 * samples, 2) outlines:
+    the left edge out, the right edge back."""
+    there, back = list(range(samples)), list(range(samples - 1, -1, -1))
+    return (np.array([[left] * samples + [right] * samples for left, right in _POLY_ROWS]),
+            np.array([there + back for _ in _POLY_ROWS]))
 
 
 class _RoadGeometry:
@@ -139,25 +152,26 @@ class Camera:
     def set_vehicle_pose(self, x: float, y: float, yaw: float) -> None:
         """Vehicle centre on the ground (m) and yaw (rad, CCW); the mount is applied here.
 
-        Keeps the 3x4 matrix from homogeneous world points (x, y, z, 1) to (u*zc, v*zc, zc): zc is the
-        depth along the optical axis, u, v the pixel.
+        Keeps the 3x4 matrix from homogeneous world points (x, y, z, 1) to (u*zc, v*zc, zc), u and v in
+        OpenCV's fixed point (pixels * 2**SHIFT), zc the depth along the optical axis: the map is linear,
+        so one product projects a batch and lines clip at the near plane by plain interpolation.
         """
         c, s = math.cos(yaw), math.sin(yaw)
         self.pose = (x + self.spec.x * c + self.spec.y * s, y + self.spec.x * s - self.spec.y * c, yaw)
         # rows: camera x (right), y (down), z (forward) of a world offset from the camera (dx, dy, dz)
-        rot = np.array([[s, -c, 0.0],
-                        [c * self._sp, s * self._sp, -self._cp],
-                        [c * self._cp, s * self._cp, self._sp]])
-        intrinsics = np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
-        centre = np.array([self.pose[0], self.pose[1], self.spec.z])
-        self._world_to_image = intrinsics @ np.concatenate([rot, -(rot @ centre)[:, None]], axis=1)
-        self._ground_to_image = self._world_to_image[:, [0, 1, 3]]  # the same for points with z = 0
+        rot = ((s, -c, 0.0), (c * self._sp, s * self._sp, -self._cp), (c * self._cp, s * self._cp, self._sp))
+        centre = (self.pose[0], self.pose[1], self.spec.z)
+        right, down, forward = ((*r, -sum(a * b for a, b in zip(r, centre))) for r in rot)
+        self._to_fixed = np.array([[_SCALE * (self.fx * a + self.cx * b) for a, b in zip(right, forward)],
+                                   [_SCALE * (self.fy * a + self.cy * b) for a, b in zip(down, forward)],
+                                   forward])
+        self._ground_to_fixed = self._to_fixed[:, [0, 1, 3]].T.copy()  # points on the ground (z = 0), as rows
 
     def project_world(self, wx, wy, wz=0.0) -> tuple[np.ndarray, np.ndarray]:
         """Pixels (..., 2) and a mask of the points in front of the near plane."""
         wx, wy, wz = np.broadcast_arrays(np.asarray(wx, float), np.asarray(wy, float), np.asarray(wz, float))
-        h = np.stack([wx, wy, wz, np.ones_like(wx)], axis=-1) @ self._world_to_image.T
-        return _divide(h), h[..., 2] > NEAR_M
+        h = np.stack([wx, wy, wz, np.ones_like(wx)], axis=-1) @ self._to_fixed.T
+        return h[..., :2] / np.maximum(h[..., 2:], NEAR_M) / _SCALE, h[..., 2] > NEAR_M
 
     # ---- rendering -------------------------------------------------------------------------------
 
@@ -199,11 +213,12 @@ class Camera:
         if self._geometry is None or self._geometry.road is not road:
             self._geometry = _RoadGeometry(road)
         img = self._background.copy()
-        rows = self._ground_rows(self._geometry, ego_s)
-        if rows is not None:
+        polys = self._ground_polygons(self._geometry, ego_s)
+        if polys is not None:
+            k = 0
             for pairs, colour, line_type in _STRIPS:
-                polys = [np.concatenate([rows[left], rows[right][::-1]]) for left, right in pairs]
-                cv2.fillPoly(img, polys, self._colours[colour], line_type, SHIFT)
+                cv2.fillPoly(img, list(polys[k:k + len(pairs)]), self._colours[colour], line_type, SHIFT)
+                k += len(pairs)
         dashes = self._dashes(self._geometry, ego_s)
         if len(dashes):
             cv2.fillPoly(img, list(dashes), self._colours["centre_line"], cv2.LINE_AA, SHIFT)
@@ -213,36 +228,37 @@ class Camera:
             cv2.add(img, self._fog[1], dst=img)
         return img
 
-    def _ground_rows(self, geometry: _RoadGeometry, ego_s: float) -> np.ndarray | None:
-        """Pixel polylines (fixed point) of the strip edges over the ground samples around ``ego_s``.
+    def _ground_polygons(self, geometry: _RoadGeometry, ego_s: float) -> np.ndarray | None:
+        """(polygons, points, 2) fixed-point outlines of the strips (``_POLY_ROWS``) around ``ego_s``.
 
-        All rows keep the same run of samples: from the first sample where every row is in front of
+        All edges keep the same run of samples: from the first sample where every edge is in front of
         the near plane (entered by interpolation) to the first after it where one is not.
         """
         period, phase = divmod(int(ego_s / STEP_M), _SAMPLE_PERIOD)
-        idx = period * _SAMPLE_PERIOD + _SAMPLE_TABLE[phase]
-        idx = idx[(idx >= 0) & (idx < geometry.edges.shape[1])]
-        h = geometry.edges[:, idx] @ self._ground_to_image.T  # (rows, samples, 3)
-        front = (h[:, :, 2] > NEAR_M).all(axis=0)
-        if not front.any():
+        base = period * _SAMPLE_PERIOD
+        lo = bisect_left(_SAMPLE_TABLE[phase], -base)  # the table is sorted: cut it to the road's samples
+        hi = bisect_left(_SAMPLE_TABLE[phase], geometry.edges.shape[1] - base)
+        h = geometry.edges[:, _SAMPLE_ARRAYS[phase][lo:hi] + base] @ self._ground_to_fixed  # (edges, samples, 3)
+        front = (h[:, :, 2] > NEAR_M).all(axis=0).tolist()
+        if True not in front:
             return None
-        i0 = int(np.argmax(front))
-        after = ~front[i0:]
-        i1 = i0 + (int(np.argmax(after)) if after.any() else len(after))
+        i0 = front.index(True)
+        i1 = front.index(False, i0) if False in front[i0:] else len(front)
         h = h[:, max(i0 - 1, 0):i1]
-        if i0 > 0:  # enter at the near plane, row by row (the map to (u*zc, v*zc, zc) is linear)
+        if i0 > 0:  # enter at the near plane, edge by edge
             t = np.clip((NEAR_M - h[:, 0, 2]) / (h[:, 1, 2] - h[:, 0, 2]), 0.0, 1.0)
             h[:, 0] += t[:, None] * (h[:, 1] - h[:, 0])
         if h.shape[1] < 2:
             return None
-        return (_divide(h) * _SCALE).astype(np.int32)
+        rows = (h[:, :, :2] / h[:, :, 2:]).astype(np.int32)
+        return rows[_poly_index(h.shape[1])]
 
     def _dashes(self, geometry: _RoadGeometry, ego_s: float) -> np.ndarray:
         """(K, 4, 2) fixed-point quads of the broken centre line's dashes in view."""
         first = max(0, math.floor((ego_s - 6.0) / DASH_PERIOD_M))
-        h = geometry.dashes[first:max(first, math.floor((ego_s + 70.0) / DASH_PERIOD_M) + 1)] @ self._ground_to_image.T
+        h = geometry.dashes[first:max(first, math.floor((ego_s + 70.0) / DASH_PERIOD_M) + 1)] @ self._ground_to_fixed
         h = h[(h[:, :, 2] > NEAR_M).all(axis=1)]
-        return (_divide(h) * _SCALE).astype(np.int32)
+        return (h[:, :, :2] / h[:, :, 2:]).astype(np.int32)
 
     def _draw_actors(self, img: np.ndarray, road: Road, ego_s: float, actors: list[Actor]) -> None:
         """Boxes far to near: the hull in shade, the face turned to the camera lit, a pedestrian's head."""
@@ -253,13 +269,12 @@ class Camera:
                 x, y, yaw = road.pose_at(a.s, a.d)
                 boxes.append((math.hypot(x - cam_x, y - cam_y), a, box_corners(x, y, yaw + a.heading_offset, a.length, a.width)))
         for _, a, foot in sorted(boxes, key=lambda t: -t[0]):
-            bottom = foot @ self._ground_to_image[:, :2].T + self._ground_to_image[:, 2]
-            h = np.concatenate([bottom, bottom + a.height * self._world_to_image[:, 2]])  # the map is linear in z
+            bottom = foot @ self._ground_to_fixed[:2] + self._ground_to_fixed[2]
+            h = np.concatenate([bottom, bottom + a.height * self._to_fixed[:, 2]])  # the map is linear in z
             zc = h[:, 2]
             if np.all(zc <= NEAR_M):
                 continue
-            px = _divide(h)
-            fixed = (px * _SCALE).astype(np.int32)
+            fixed = (h[:, :2] / np.maximum(zc, NEAR_M)[:, None]).astype(np.int32)
             cv2.fillConvexPoly(img, cv2.convexHull(fixed), self._shade(a.colour, 0.65), cv2.LINE_8, SHIFT)
             corners = foot.tolist()  # the face whose edge midpoint is nearest the camera, in full light
             k = min(range(4), key=lambda i: math.hypot(corners[i][0] + corners[i - 3][0] - 2 * cam_x,
@@ -268,11 +283,7 @@ class Camera:
             if zc[k] > NEAR_M and zc[j] > NEAR_M:
                 cv2.fillConvexPoly(img, fixed[[k, j, j + 4, k + 4]], self._shade(a.colour), cv2.LINE_8, SHIFT)
             if a.kind == PEDESTRIAN:
-                top = px[4:].mean(axis=0)
+                top = fixed[4:].mean(axis=0) / _SCALE
                 radius = max(1, int(0.13 * self.fx / max(float(zc[4:].mean()), NEAR_M)))
                 cv2.circle(img, (int(top[0]), int(top[1]) - radius), radius, self._shade((90, 140, 200)), -1)
 
-
-def _divide(h: np.ndarray) -> np.ndarray:
-    """Pixels (..., 2) of homogeneous image points (..., 3), depth clamped to the near plane."""
-    return h[..., :2] / np.maximum(h[..., 2:], NEAR_M)

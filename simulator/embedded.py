@@ -57,8 +57,8 @@ class EmbeddedWorld(World):
         self.cam = Camera(cfg.camera, self.look)
         self.expert = Expert(self.road, cfg.vehicle, cfg.expert)
         self.expert_speed = SpeedController(cfg.target_speed_mps, dt_s=FIXED_DELTA_S)
-        x, y, yaw = self.road.pose(5.0, EGO_LANE_D)
-        self.ego = VehicleState(float(x), float(y), float(yaw), cfg.target_speed_mps)
+        x, y, yaw = self.road.pose_at(5.0, EGO_LANE_D)
+        self.ego = VehicleState(x, y, yaw, cfg.target_speed_mps)
         self.ego_s, self.ego_d = 5.0, EGO_LANE_D
         self.time_s = 0.0
         self.metrics = EpisodeMetrics()
@@ -66,7 +66,7 @@ class EmbeddedWorld(World):
         self._markings_touched: set[float] = set()
         self._off_road = False
         self._done = False
-        return self._observe([], render=True)
+        return self._observe([], True, self._ego_pose)
 
     def step(self, control: VehicleControl, render: bool = True) -> Observation:
         """Advance one step. ``render=False`` skips the camera (the image is then ``None``)."""
@@ -77,8 +77,9 @@ class EmbeddedWorld(World):
         self.time_s += FIXED_DELTA_S
         for a in self.actors:
             a.update(FIXED_DELTA_S, self.ego_s)
-        self.ego_s, self.ego_d = self.road.project(self.ego.x, self.ego.y, s_hint=self.ego_s)
-        events = self._infractions()
+        self.ego_s, self.ego_d = self.road.track(self.ego.x, self.ego.y, self.ego_s)
+        pose = self._ego_pose
+        events = self._infractions(pose)
         completion = self.route_completion
         self.metrics.add_step(FIXED_DELTA_S, dist, completion, self._off_road)
         for e in events:
@@ -90,7 +91,7 @@ class EmbeddedWorld(World):
             or abs(self.ego_d) > LOST_OFFSET_M
             or self.time_s >= cfg.max_time_s
         )
-        return self._observe(events, render)
+        return self._observe(events, render, pose)
 
     @property
     def route_completion(self) -> float:
@@ -98,8 +99,7 @@ class EmbeddedWorld(World):
 
     # ---- perception of the state ------------------------------------------------------------------
 
-    def _observe(self, events: list[InfractionEvent], render: bool) -> Observation:
-        pose = self._ego_pose
+    def _observe(self, events: list[InfractionEvent], render: bool, pose: EgoPose) -> Observation:
         plans, must_stop = self.expert.plan(pose.front_s, self.ego.speed_mps, self.actors)
         steer = self.expert.steer(self.ego, self.ego_s, plans)
         self.expert_speed.target_speed_mps = 0.0 if must_stop else self.config.target_speed_mps
@@ -120,12 +120,18 @@ class EmbeddedWorld(World):
 
     # ---- infractions --------------------------------------------------------------------------------
 
-    def _infractions(self) -> list[InfractionEvent]:
-        vp, events = self.config.vehicle, []
-        ego_box = box_corners(self.ego.x, self.ego.y, self.ego.yaw, vp.length, vp.width)
-        contacts = set()
+    def _infractions(self, pose: EgoPose) -> list[InfractionEvent]:
+        vp, events, contacts = self.config.vehicle, [], set()
+        ego_reach = math.hypot(vp.length, vp.width) / 2.0 + 0.1  # + slack for the sampled centreline
+        ego_box = None
         for a in self.actors:
-            if abs(a.s - self.ego_s) > 8.0 or not boxes_overlap(ego_box, a.footprint(self.road)):
+            # cheap culls first: boxes further apart along or across the road than their half-diagonals
+            # cannot touch (across: offset curves stay |d1 - d2| apart inside the bends' radius)
+            if abs(a.s - self.ego_s) > 8.0 or abs(a.d - self.ego_d) > ego_reach + math.hypot(a.length, a.width) / 2.0:
+                continue
+            if ego_box is None:
+                ego_box = box_corners(self.ego.x, self.ego.y, self.ego.yaw, vp.length, vp.width)
+            if not boxes_overlap(ego_box, a.footprint(self.road)):
                 continue
             contacts.add(a.actor_id)
             if a.actor_id not in self._contacts:
@@ -135,11 +141,11 @@ class EmbeddedWorld(World):
                 events.append(InfractionEvent(kind, self.time_s, other_actor_id=a.actor_id, impulse_n_s=vp.mass_kg * closing))
         self._contacts = contacts
 
-        he = heading_error(self.road, self._ego_pose)
-        lx = np.array([1, 1, -1, -1]) * vp.length / 2.0
-        ly = np.array([1, -1, -1, 1]) * vp.width / 2.0
-        corner_d = self.ego_d + lx * math.sin(he) + ly * math.cos(he)
-        touched = {d for d, _ in _MARKINGS if corner_d.min() < d < corner_d.max()}
+        he = heading_error(self.road, pose)
+        # the footprint's corners span this far across the road either side of its centre
+        half_span = abs(vp.length / 2.0 * math.sin(he)) + abs(vp.width / 2.0 * math.cos(he))
+        lo, hi = self.ego_d - half_span, self.ego_d + half_span
+        touched = {d for d, _ in _MARKINGS if lo < d < hi}
         crossed = [m for d, m in _MARKINGS if d in touched - self._markings_touched]
         self._markings_touched = touched
         if crossed:

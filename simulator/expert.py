@@ -10,8 +10,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
 from simulator.actors import VEHICLE, Actor
 from simulator.road import EGO_LANE_D, HALF_WIDTH_M, Road
 from simulator.vehicle import VehicleParams, VehicleState
@@ -40,11 +38,11 @@ class Avoidance:
     ramp_in_m: float
     ramp_out_m: float
 
-    def weight(self, s: np.ndarray) -> np.ndarray:
-        up = np.clip((s - (self.s_start - self.ramp_in_m)) / self.ramp_in_m, 0, 1)
-        down = np.clip(1 - (s - self.s_end) / self.ramp_out_m, 0, 1)
-        w = np.minimum(up, down)
-        return 0.5 - 0.5 * np.cos(np.pi * w)  # smooth (zero slope) at both ends
+    def weight(self, s: float) -> float:
+        up = (s - (self.s_start - self.ramp_in_m)) / self.ramp_in_m
+        down = 1.0 - (s - self.s_end) / self.ramp_out_m
+        w = min(max(min(up, down), 0.0), 1.0)
+        return 0.5 - 0.5 * math.cos(math.pi * w)  # smooth (zero slope) at both ends
 
 
 class Expert:
@@ -79,27 +77,27 @@ class Expert:
                                    max(8.0, self.params.ramp_in_s * v), self.params.ramp_out_m))
         return plans, must_stop
 
-    def target_offset(self, s: np.ndarray, plans: list[Avoidance]) -> np.ndarray:
+    def target_offset(self, s: float, plans: list[Avoidance]) -> float:
         """Desired lateral offset d*(s): the ego lane centre, shifted by the strongest avoidance."""
-        d = np.full_like(s, EGO_LANE_D, dtype=float)
+        d = EGO_LANE_D
         for plan in plans:
             shifted = EGO_LANE_D + plan.weight(s) * (plan.d - EGO_LANE_D)
-            d = np.where(np.abs(shifted - EGO_LANE_D) > np.abs(d - EGO_LANE_D), shifted, d)
+            if abs(shifted - EGO_LANE_D) > abs(d - EGO_LANE_D):
+                d = shifted
         return d
 
     def steer(self, state: VehicleState, ego_s: float, plans: list[Avoidance]) -> float:
         """Stanley steering toward d*(s), CARLA convention (+1 right), clipped to [-1, 1]."""
         fx, fy = state.front_axle(self.vp)
-        s_f, d_f = self.road.project(fx, fy, s_hint=ego_s)
+        s_f, d_f = self.road.track(fx, fy, ego_s)
         # Stanley on the front axle: at steady state on an arc the heading term alone equals the
         # needed wheel angle, so no curvature feed-forward is added (it would bias the offset).
-        ss = np.array([s_f - 1.0, s_f + 1.0, s_f])
-        dd = self.target_offset(ss, plans)
-        px, py, _ = self.road.pose(ss[:2], dd[:2])
-        heading_err = _wrap(math.atan2(py[1] - py[0], px[1] - px[0]) - state.yaw)
-        cross = d_f - dd[2]  # + when the front axle is left of the path
+        x0, y0, _ = self.road.pose_at(s_f - 1.0, self.target_offset(s_f - 1.0, plans))
+        x1, y1, _ = self.road.pose_at(s_f + 1.0, self.target_offset(s_f + 1.0, plans))
+        heading_err = _wrap(math.atan2(y1 - y0, x1 - x0) - state.yaw)
+        cross = d_f - self.target_offset(s_f, plans)  # + when the front axle is left of the path
         delta = heading_err - math.atan2(self.params.stanley_gain * cross, state.speed_mps + 1.0)
-        return float(np.clip(-delta / math.radians(self.vp.max_steer_deg), -1.0, 1.0))
+        return min(max(-delta / math.radians(self.vp.max_steer_deg), -1.0), 1.0)
 
 
 def _wrap(a: float) -> float:

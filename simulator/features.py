@@ -17,6 +17,7 @@ from simulator.road import EGO_LANE_D, HALF_WIDTH_M, Road
 
 SHARP_CURVATURE_1PM = 1.0 / 30.0  # bends tighter than 30 m radius count as rare scenes
 IN_PATH_RANGE_M = (-8.0, 35.0)  # an obstacle makes the scene abnormal from 35 m before to 8 m after it
+_CURVATURE_AHEAD_M = np.arange(0.0, 20.5, 2.0)  # where the road ahead is read for its sharpest bend
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,8 @@ class EgoPose:
 
 def heading_error(road: Road, ego: EgoPose) -> float:
     """Ego yaw minus road yaw at the ego, wrapped to [-pi, pi) (rad, + = pointing left of the road)."""
-    _, _, road_yaw = road.pose(ego.s)
-    return (ego.yaw - float(road_yaw) + math.pi) % (2 * math.pi) - math.pi
+    _, _, road_yaw = road.pose_at(ego.s)
+    return (ego.yaw - road_yaw + math.pi) % (2 * math.pi) - math.pi
 
 
 def in_path(a: Actor, ego: EgoPose, pass_window_s: float) -> bool:
@@ -69,7 +70,7 @@ def describe(road: Road, actors: list[Actor], ego: EgoPose, pass_window_s: float
                 obstacle_in_path = True
                 if ahead < f.obstacle_distance_m:
                     f.obstacle_present, f.obstacle_distance_m = 1.0, max(ahead, 0.0)
-    kappa = road.curvature_at(ego.s + np.arange(0.0, 20.5, 2.0))
+    kappa = road.curvature_at(ego.s + _CURVATURE_AHEAD_M)
     f.curvature_ahead_1pm = float(kappa[np.argmax(np.abs(kappa))])
     f.lane_offset_m = ego.d - EGO_LANE_D
     f.heading_error_rad = heading_error(road, ego)

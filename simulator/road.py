@@ -107,6 +107,20 @@ class Road:
         ex, ey = x - self.x[i], y - self.y[i]
         return float(self.s[i] + ex * c + ey * sn), float(-ex * sn + ey * c)
 
+    def track(self, x: float, y: float, s_prev: float) -> tuple[float, float]:
+        """``project`` for a point that moved a little since ``s_prev`` (the ego from one step to the next):
+        walks from there to the nearest centreline sample instead of searching a window (the same sample
+        while the point stays closer to the centreline than the tightest bend's radius)."""
+        xs, ys, last = self._xs, self._ys, len(self._xs) - 1
+        i = min(max(round(s_prev / STEP_M), 0), last)
+        best = (xs[i] - x) ** 2 + (ys[i] - y) ** 2
+        for step in (1, -1):
+            while 0 <= i + step <= last and (d2 := (xs[i + step] - x) ** 2 + (ys[i + step] - y) ** 2) < best:
+                i, best = i + step, d2
+        c, sn = math.cos(self._hs[i]), math.sin(self._hs[i])
+        ex, ey = x - xs[i], y - ys[i]
+        return i * STEP_M + ex * c + ey * sn, -ex * sn + ey * c
+
 
 def _ease_transitions(kappa: np.ndarray, ramp_m: float = 6.0) -> np.ndarray:
     """Blend curvature steps over ``ramp_m`` (a clothoid-like transition) so steering stays smooth."""
