@@ -4,6 +4,7 @@ Real processes: the embedded bridge, the steering node (the shipped model) and t
 private loopback domain; the bag is checked against what the bridge says it published.
 """
 
+import json
 import random
 from pathlib import Path
 
@@ -97,3 +98,12 @@ def test_the_first_recorded_frame_is_the_worlds_first_frame(recorded):
     _, first = next(messages(out / "bag", {f"{BASE}/rgb_front/image"}))
     assert (first.msg.encoding, first.msg.width, first.msg.height) == ("bgra8", WIDTH, HEIGHT)
     assert np.array_equal(np.frombuffer(first.msg.data, np.uint8), world.reset(3).image.reshape(-1))
+
+
+def test_the_foxglove_layout_shows_recorded_topics(recorded):
+    _, out, _ = recorded
+    cfg = json.loads((Path(__file__).resolve().parents[1] / "config" / "foxglove_drive.json").read_text())["configById"]
+    shown = {cfg["Image!camera"]["imageMode"]["imageTopic"], cfg["DiagnosticSummary!node"]["topicToRender"],
+             *(c["topicPath"] for k, c in cfg.items() if k.startswith("RawMessages")),
+             *(p["value"].split(".")[0] for k, c in cfg.items() if k.startswith("Plot") for p in c["paths"])}
+    assert shown <= set(topic_types(out / "bag"))
