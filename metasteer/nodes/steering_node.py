@@ -190,6 +190,7 @@ class SteeringNode(Node):
         values = self.core.diagnostics()
         summary = self.log.summary()
         values["infractions"] = str(sum(v["infractions"] for v in summary.values()))
+        values["clock_jumps"] = str(self.log.clock_jumps)
         s = self.core.stats
         level = DiagnosticStatus.ERROR if self.core.policy is None else DiagnosticStatus.WARN if (s.malformed or s.stale or s.non_finite) else DiagnosticStatus.OK
         status = DiagnosticStatus(level=level, name="metasteer: steering", hardware_id=values["model_id"],
