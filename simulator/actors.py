@@ -137,9 +137,9 @@ def spawn_scenarios(road: Road, cfg: ScenarioConfig, rng: np.random.Generator, e
     actors: list[Actor] = []
     usable = (60.0, road.length_m - 60.0)
 
-    def event_positions(per_km: float) -> np.ndarray:
+    def event_positions(per_km: float) -> list[float]:
         n = rng.poisson(per_km * (usable[1] - usable[0]) / 1000.0)
-        return np.sort(rng.uniform(*usable, size=n))
+        return np.sort(rng.uniform(*usable, size=n)).tolist()  # Python floats: cheaper in per-step math
 
     events = [(s, "pedestrian") for s in event_positions(cfg.pedestrians_per_km)]
     events += [(s, "obstacle") for s in event_positions(cfg.obstacles_per_km)]

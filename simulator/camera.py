@@ -110,11 +110,11 @@ _POLY_ROWS = [pair for pairs, _, _ in _STRIPS for pair in pairs]  # every strip 
 
 @lru_cache(maxsize=None)
 def _poly_index(samples: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fancy index turning (rows, samples, 2) edge polylines into (polygons, 2 * samples, 2) outlines:
+    """Fancy index turning (samples, edges, 2) edge polylines into (polygons, 2 * samples, 2) outlines:
     the left edge out, the right edge back."""
     there, back = list(range(samples)), list(range(samples - 1, -1, -1))
-    return (np.array([[left] * samples + [right] * samples for left, right in _POLY_ROWS]),
-            np.array([there + back for _ in _POLY_ROWS]))
+    return (np.array([there + back for _ in _POLY_ROWS]),
+            np.array([[left] * samples + [right] * samples for left, right in _POLY_ROWS]))
 
 
 class _RoadGeometry:
@@ -126,7 +126,7 @@ class _RoadGeometry:
         x, y, yaw = road.x, road.y, road.heading
         ex = x[None, :] - np.sin(yaw)[None, :] * _STRIP_OFFSETS[:, None]
         ey = y[None, :] + np.cos(yaw)[None, :] * _STRIP_OFFSETS[:, None]
-        self.edges = np.stack([ex, ey, np.ones_like(ex)], axis=-1)  # (rows, samples, 3)
+        self.edges = np.stack([ex.T, ey.T, np.ones_like(ex.T)], axis=-1)  # (samples, edges, 3): a sample's edges together
         starts = np.arange(0.0, road.length_m - DASH_M + 1e-9, DASH_PERIOD_M)
         s = np.stack([starts, starts + DASH_M, starts + DASH_M, starts], axis=1)
         d = np.array([LINE_W_M / 2, LINE_W_M / 2, -LINE_W_M / 2, -LINE_W_M / 2])
@@ -162,10 +162,10 @@ class Camera:
         rot = ((s, -c, 0.0), (c * self._sp, s * self._sp, -self._cp), (c * self._cp, s * self._cp, self._sp))
         centre = (self.pose[0], self.pose[1], self.spec.z)
         right, down, forward = ((*r, -sum(a * b for a, b in zip(r, centre))) for r in rot)
-        self._to_fixed = np.array([[_SCALE * (self.fx * a + self.cx * b) for a, b in zip(right, forward)],
-                                   [_SCALE * (self.fy * a + self.cy * b) for a, b in zip(down, forward)],
-                                   forward])
-        self._ground_to_fixed = self._to_fixed[:, [0, 1, 3]].T.copy()  # points on the ground (z = 0), as rows
+        rows = ([_SCALE * (self.fx * a + self.cx * b) for a, b in zip(right, forward)],
+                [_SCALE * (self.fy * a + self.cy * b) for a, b in zip(down, forward)], forward)
+        self._to_fixed = np.array(rows)
+        self._ground_to_fixed = np.array([[r[k] for r in rows] for k in (0, 1, 3)])  # ground points (z = 0) times it
 
     def project_world(self, wx, wy, wz=0.0) -> tuple[np.ndarray, np.ndarray]:
         """Pixels (..., 2) and a mask of the points in front of the near plane."""
@@ -237,21 +237,21 @@ class Camera:
         period, phase = divmod(int(ego_s / STEP_M), _SAMPLE_PERIOD)
         base = period * _SAMPLE_PERIOD
         lo = bisect_left(_SAMPLE_TABLE[phase], -base)  # the table is sorted: cut it to the road's samples
-        hi = bisect_left(_SAMPLE_TABLE[phase], geometry.edges.shape[1] - base)
-        h = geometry.edges[:, _SAMPLE_ARRAYS[phase][lo:hi] + base] @ self._ground_to_fixed  # (edges, samples, 3)
-        front = (h[:, :, 2] > NEAR_M).all(axis=0).tolist()
+        hi = bisect_left(_SAMPLE_TABLE[phase], len(geometry.edges) - base)
+        h = geometry.edges[_SAMPLE_ARRAYS[phase][lo:hi] + base] @ self._ground_to_fixed  # (samples, edges, 3)
+        front = (h[:, :, 2] > NEAR_M).all(axis=1).tolist()
         if True not in front:
             return None
         i0 = front.index(True)
         i1 = front.index(False, i0) if False in front[i0:] else len(front)
-        h = h[:, max(i0 - 1, 0):i1]
+        h = h[max(i0 - 1, 0):i1]
         if i0 > 0:  # enter at the near plane, edge by edge
-            t = np.clip((NEAR_M - h[:, 0, 2]) / (h[:, 1, 2] - h[:, 0, 2]), 0.0, 1.0)
-            h[:, 0] += t[:, None] * (h[:, 1] - h[:, 0])
-        if h.shape[1] < 2:
+            t = np.maximum((NEAR_M - h[0, :, 2]) / (h[1, :, 2] - h[0, :, 2]), 0.0)  # < 1: the next sample is in front
+            h[0] += t[:, None] * (h[1] - h[0])
+        if len(h) < 2:
             return None
-        rows = (h[:, :, :2] / h[:, :, 2:]).astype(np.int32)
-        return rows[_poly_index(h.shape[1])]
+        edges = (h[:, :, :2] / h[:, :, 2:]).astype(np.int32)
+        return edges[_poly_index(len(h))]
 
     def _dashes(self, geometry: _RoadGeometry, ego_s: float) -> np.ndarray:
         """(K, 4, 2) fixed-point quads of the broken centre line's dashes in view."""

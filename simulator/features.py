@@ -18,6 +18,7 @@ from simulator.road import EGO_LANE_D, HALF_WIDTH_M, Road
 SHARP_CURVATURE_1PM = 1.0 / 30.0  # bends tighter than 30 m radius count as rare scenes
 IN_PATH_RANGE_M = (-8.0, 35.0)  # an obstacle makes the scene abnormal from 35 m before to 8 m after it
 _CURVATURE_AHEAD_M = np.arange(0.0, 20.5, 2.0)  # where the road ahead is read for its sharpest bend
+_RELEVANT_M = (min(-2.0, IN_PATH_RANGE_M[0]), max(FAR_M, IN_PATH_RANGE_M[1]))  # no test below looks further
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,11 @@ def describe(road: Road, actors: list[Actor], ego: EgoPose, pass_window_s: float
     """Features (units in ``SceneFeatures``) and category: pedestrian > obstacle > sharp_bend > normal."""
     f = SceneFeatures(ped_distance_m=FAR_M, obstacle_distance_m=FAR_M, vehicle_ahead_distance_m=FAR_M)
     ped_in_path = obstacle_in_path = False
+    front_s = ego.front_s
     for a in actors:
-        ahead = a.s - ego.front_s
+        ahead = a.s - front_s
+        if not _RELEVANT_M[0] < ahead < _RELEVANT_M[1]:
+            continue
         if a.kind == PEDESTRIAN and -2.0 < ahead < f.ped_distance_m and abs(a.d) < HALF_WIDTH_M + 3.0:
             f.ped_present, f.ped_distance_m, f.ped_lateral_m = 1.0, max(ahead, 0.0), a.d - EGO_LANE_D
         if a.kind == VEHICLE and a.speed_mps > 0 and 0.0 < ahead < f.vehicle_ahead_distance_m and abs(a.d - EGO_LANE_D) < 1.5:

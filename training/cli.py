@@ -213,9 +213,14 @@ def _cmd_compare(args: argparse.Namespace) -> dict:
     from training.compare import compare, table
     from training.evaluate import EvalConfig
 
+    if args.video and not args.out:
+        raise ValueError("--video writes the videos into --out: give an output directory")
     result = compare(args.models, from_args(WorldConfig, args), from_args(EvalConfig, args), Path(args.out) if args.out else None,
-                     names=args.names.split(",") if args.names else None, progress=not args.no_progress)
+                     names=args.names.split(",") if args.names else None, progress=not args.no_progress, videos=args.video)
     print(table(result))
+    for v in result.get("videos", []):
+        print(f"\n{v['video']}: route {v['route']}, {v['category']} #{v['index'] + 1}: "
+              + ", ".join(f"{m} {o}" for m, o in v["outcomes"].items()))
     return result if args.json else None
 
 
@@ -317,7 +322,7 @@ def _cmd_bench_node_soak(args: argparse.Namespace) -> dict:
 def _cmd_bench_sim(args: argparse.Namespace) -> dict:
     from training.bench.sim import bench_sim
 
-    return bench_sim(steps=args.steps, seed=args.seed)
+    return bench_sim(steps=args.steps, seed=args.seed, abnormal_rate=args.abnormal_rate, repeats=args.repeats)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -386,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("models", nargs="+", type=any_model, help="ONNX files or run directories; the first is the reference of the paired differences")
     p.add_argument("--names", default=None, help="comma-separated display names (default: file / run names)")
     p.add_argument("--out", default=None, help="directory for compare.json and compare.png")
+    p.add_argument("--video", type=int, default=0, metavar="N",
+                   help="also write N encounter videos (H.264 MP4) to --out: where the models disagree first")
     p.add_argument("--no-progress", action="store_true")
     add_arguments(p, WorldConfig)
     add_arguments(p, EvalConfig)
@@ -441,9 +448,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(p, IngestConfig)
 
     bench = sub.add_parser("bench", help="benchmarks (print JSON)").add_subparsers(dest="bench", required=True)
-    p = command("sim", _cmd_bench_sim, "embedded world steps/s with its camera, one core", parent=bench)
+    p = command("sim", _cmd_bench_sim, "embedded world + 200x66 camera steps/s in one process, one core", parent=bench)
     p.add_argument("--steps", type=COUNT, default=3000)
     p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--abnormal-rate", type=bounded(float, 0.0, 1.0), default=0.1, help="rare-scene rate of the routes (closed loop's)")
+    p.add_argument("--repeats", type=COUNT, default=3, help="runs per figure; the best is reported")
     p = command("node-latency", _cmd_bench_node_latency, "camera -> control through real DDS, 800x600 bgra8, 20 Hz and faster", parent=bench)
     p.add_argument("--model", default="models/learned.onnx", type=onnx_model, help="ONNX model the node loads")
     p.add_argument("--frames", type=COUNT, default=200)
