@@ -179,3 +179,82 @@ def test_crossing_the_centre_line_raises_a_broken_lane_invasion():
     lane = [e for e in events if e.type == EventType.LANE_INVASION]
     assert lane and lane[0].markings == (BROKEN,) and not lane[0].justified
     assert world.metrics.summary()["lane_invasions"] >= 1
+
+
+def test_tracking_the_ego_finds_the_same_route_coordinates_as_the_window_search():
+    """``Road.track`` walks from the last s instead of searching a window: for points up to the episode's
+    lateral limit, moved up to a few metres, it lands on the same (s, d) as ``Road.project``."""
+    from simulator.embedded import LOST_OFFSET_M
+
+    world = EmbeddedWorld(EmbeddedConfig(scenarios=ScenarioConfig(sharp_bends_per_km=3.0)))
+    world.reset(3)
+    road, rng = world.road, np.random.default_rng(0)
+    for s in rng.uniform(0.0, road.length_m, 400):
+        d = rng.uniform(-LOST_OFFSET_M, LOST_OFFSET_M)
+        x, y, _ = road.pose_at(s, d)
+        s_prev = s + rng.uniform(-3.0, 3.0)
+        assert road.track(x, y, s_prev) == pytest.approx(road.project(x, y, s_hint=s_prev), abs=1e-9)
+    assert road.pose_at(12.3, 1.5) == pytest.approx(tuple(float(v) for v in road.pose(12.3, 1.5)))
+
+
+def test_collisions_are_found_wherever_the_boxes_overlap():
+    """The world culls its contact tests by route distance: on straights and sharp bends, for any heading,
+    it reports a collision exactly when the two boxes overlap."""
+    from simulator.actors import box_corners, boxes_overlap
+    from simulator.vehicle import VehicleState
+
+    world = EmbeddedWorld(EmbeddedConfig(scenarios=ScenarioConfig(sharp_bends_per_km=3.0)))
+    world.reset(3)
+    road, vp, rng = world.road, world.config.vehicle, np.random.default_rng(1)
+    overlaps = 0
+    for _ in range(2000):
+        s, d = rng.uniform(10.0, road.length_m - 10.0), rng.uniform(-5.0, 5.0)
+        x, y, yaw = road.pose_at(s, d)
+        world.ego = VehicleState(x, y, yaw + rng.uniform(-0.6, 0.6), 5.0)
+        world.ego_s, world.ego_d = road.track(x, y, s)
+        a = Actor(1, "vehicle", s + rng.uniform(-6.0, 6.0), d + rng.uniform(-5.0, 5.0), 4.6, 1.9, 1.5, (0, 0, 0),
+                  heading_offset=rng.uniform(-math.pi, math.pi))
+        world.actors, world._contacts = [a], set()
+        hit = any(e.type.is_collision for e in world._infractions(world._ego_pose))
+        touching = boxes_overlap(box_corners(world.ego.x, world.ego.y, world.ego.yaw, vp.length, vp.width), a.footprint(road))
+        assert hit == touching
+        overlaps += touching
+    assert overlaps > 100
+
+
+def test_one_camera_follows_a_new_road():
+    """The camera keeps a road's ground geometry between frames: given another road, it draws that one,
+    exactly as a fresh camera would."""
+    world = EmbeddedWorld(EmbeddedConfig(scenarios=QUIET, randomise_look=False))
+    world.reset(1)
+    first = world.road
+    world.reset(2)
+    second = world.road
+    x, y, yaw = second.pose_at(200.0, EGO_LANE_D)
+    cam, fresh = Camera(world.config.camera, world.look), Camera(world.config.camera, world.look)
+    for c in (cam, fresh):
+        c.set_vehicle_pose(x, y, yaw)
+    on_first = cam.render(first, 200.0, [])
+    on_second = cam.render(second, 200.0, [])
+    assert np.array_equal(on_second, fresh.render(second, 200.0, []))
+    assert not np.array_equal(on_first, on_second)
+
+
+def test_fog_fades_the_far_ground_toward_the_horizon_colour_and_keeps_the_frame_opaque():
+    from dataclasses import replace
+
+    world = EmbeddedWorld(EmbeddedConfig(camera=CameraSpec(), scenarios=QUIET, randomise_look=False))
+    world.reset(2)
+    clear_look = replace(world.look, light=1.0)
+    images = {}
+    for name, look in (("clear", clear_look), ("fog", replace(clear_look, fog_density_1pm=0.04))):
+        cam = Camera(CameraSpec(), look)
+        cam.set_vehicle_pose(world.ego.x, world.ego.y, world.ego.yaw)
+        images[name] = cam.render(world.road, world.ego_s, []).astype(float)
+    assert (images["fog"][:, :, 3] == 255).all()
+    fog = np.array(clear_look.sky_horizon, float)
+    far, near = slice(305, 320), slice(560, 600)  # rows just below the horizon (row 300) and at the bottom
+    to_fog = {k: np.abs(v[:, :, :3] - fog).mean(axis=2) for k, v in images.items()}
+    assert to_fog["fog"][far].mean() < 0.5 * to_fog["clear"][far].mean()
+    change = np.abs(images["fog"] - images["clear"]).mean(axis=2)
+    assert change[far].mean() > 3 * change[near].mean()
