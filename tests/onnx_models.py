@@ -41,3 +41,12 @@ def nan_on_camera_model(path: Path) -> Path:
              helper.make_node("Neg", ["m"], ["n"]), helper.make_node("Sub", ["n", "half"], ["d"]),
              helper.make_node("Sqrt", ["d"], ["steer"])]
     return _save(path, nodes, {"half": 0.5}, "nan")
+
+
+def error_on_camera_model(path: Path) -> Path:
+    """Loads and passes the warm-up (all-black frame: index 0), then fails in onnxruntime on road frames:
+    a Gather whose index, (mean(x) + 1) * 10, is out of its two-element table."""
+    nodes = [helper.make_node("ReduceMean", ["image"], ["m"], axes=[1, 2, 3], keepdims=0),
+             helper.make_node("Add", ["m", "one"], ["s"]), helper.make_node("Mul", ["s", "ten"], ["f"]),
+             helper.make_node("Cast", ["f"], ["index"], to=TensorProto.INT64), helper.make_node("Gather", ["table", "index"], ["steer"])]
+    return _save(path, nodes, {"one": 1.0, "ten": 10.0, "table": [0.0, 0.0]}, "error")
