@@ -152,12 +152,14 @@ def saved_comparison(out_dir: Path | None, names: list[str], models: list[str | 
 
 
 def compare(models: list[str | Path], world_cfg: WorldConfig, cfg: EvalConfig, out_dir: Path | None = None,
-            names: list[str] | None = None, progress: bool = True, against: dict[str, str] | None = None, reuse: bool = False) -> dict:
+            names: list[str] | None = None, progress: bool = True, against: dict[str, str] | None = None, reuse: bool = False,
+            videos: int = 0) -> dict:
     """Drive every model on the same routes and judge it per rare scene; see the module docstring.
 
     ``against``: further paired differences, model name -> the name it is compared with (every model
     after the first is compared with the first anyway). ``reuse``: return ``out_dir``'s saved result
-    when it judged the same models (same ``source_sha256``) on the same routes, instead of driving again."""
+    when it judged the same models (same ``source_sha256``) on the same routes, instead of driving again.
+    ``videos``: write that many encounter videos to ``out_dir`` (``training.video``)."""
     names = names or [Path(m).stem if Path(m).suffix == ".onnx" else Path(m).name for m in models]
     if len(set(names)) != len(names):
         names = [str(m) for m in models]
@@ -168,6 +170,10 @@ def compare(models: list[str | Path], world_cfg: WorldConfig, cfg: EvalConfig, o
         paths = [as_onnx(m, Path(tmp) / str(k)) for k, m in enumerate(models)]
         ids = [OnnxPolicy.load(p).model_id for p in paths]
         per_model = drive_routes(paths, world_cfg, cfg, progress, desc="compare")
+        if videos and out_dir is not None:
+            from training.video import encounter_videos  # it imports this module
+
+            written = encounter_videos(names, paths, per_model, world_cfg, cfg, Path(out_dir), videos)
     result: dict = {"world": world_cfg.world, "abnormal_rate": world_cfg.abnormal_rate, "config": asdict(cfg),
                     "routes": [e["seed"] for e in per_model[0]], "against": against, "models": {}}
     tables = []
@@ -183,6 +189,8 @@ def compare(models: list[str | Path], world_cfg: WorldConfig, cfg: EvalConfig, o
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
+        if videos:
+            result["videos"] = written
         (out_dir / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
         result["plot"] = str(plot_pass_rates(result, out_dir / "compare.png"))
         for name, episodes in zip(names, per_model):

@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -85,11 +86,12 @@ class ActuationDelay:
 
 
 def drive_episode(policy: OnnxPolicy, world_cfg: WorldConfig, seed: int, max_time_s: float, trace: bool = True,
-                  actuation_delay_ticks: int = 0) -> dict:
+                  actuation_delay_ticks: int = 0, on_step: Callable | None = None) -> dict:
     """One closed-loop episode; returns the metrics summary, the per-step record ``steps`` (category,
     counted infraction onset, policy, applied and expert steering, distance) and, if ``trace``, the trajectory.
 
-    ``truncated``: the episode hit ``max_time_s`` before the world ended it.
+    ``truncated``: the episode hit ``max_time_s`` before the world ended it. ``on_step(world, obs, control)``
+    sees each step before the world moves (the encounter videos replay an episode with it).
     """
     driver = PolicyDriver(policy, world_cfg.target_speed_mps)
     driver.start(seed)
@@ -101,6 +103,8 @@ def drive_episode(policy: OnnxPolicy, world_cfg: WorldConfig, seed: int, max_tim
         obs = world.reset(seed)
         while not obs.done and obs.time_s < max_time_s:
             control, _ = driver.control(obs)
+            if on_step is not None:
+                on_step(world, obs, control)
             steps["category"].append(obs.category)
             steps["steer"].append(control.steer)
             steps["expert_steer"].append(obs.expert_control.steer)
