@@ -4,6 +4,9 @@ The ground is flat, so the projective map from the ground in front of the camera
 one-to-one: a road strip that does not cross itself projects to a simple polygon and is filled in
 one call. Actors are drawn far to near (painter's algorithm), which is exact for boxes standing on a
 flat road. Output is uint8 BGRA like CARLA's raw image data.
+
+Cost: a road's strip edges and dashes are placed once (``_RoadGeometry``); a frame projects the few it
+needs with one 3x4 matrix and fills each strip in one OpenCV call, so Python runs per strip, not per point.
 """
 
 from __future__ import annotations
@@ -123,10 +126,9 @@ class _RoadGeometry:
 
     def __init__(self, road: Road) -> None:
         self.road = road
-        x, y, yaw = road.x, road.y, road.heading
-        ex = x[None, :] - np.sin(yaw)[None, :] * _STRIP_OFFSETS[:, None]
-        ey = y[None, :] + np.cos(yaw)[None, :] * _STRIP_OFFSETS[:, None]
-        self.edges = np.stack([ex.T, ey.T, np.ones_like(ex.T)], axis=-1)  # (samples, edges, 3): a sample's edges together
+        x, y, yaw = road.x[:, None], road.y[:, None], road.heading[:, None]
+        ex, ey = x - np.sin(yaw) * _STRIP_OFFSETS, y + np.cos(yaw) * _STRIP_OFFSETS
+        self.edges = np.stack([ex, ey, np.ones_like(ex)], axis=-1)  # (samples, edges, 3): a sample's in one place
         starts = np.arange(0.0, road.length_m - DASH_M + 1e-9, DASH_PERIOD_M)
         s = np.stack([starts, starts + DASH_M, starts + DASH_M, starts], axis=1)
         d = np.array([LINE_W_M / 2, LINE_W_M / 2, -LINE_W_M / 2, -LINE_W_M / 2])
@@ -165,7 +167,7 @@ class Camera:
         rows = ([_SCALE * (self.fx * a + self.cx * b) for a, b in zip(right, forward)],
                 [_SCALE * (self.fy * a + self.cy * b) for a, b in zip(down, forward)], forward)
         self._to_fixed = np.array(rows)
-        self._ground_to_fixed = np.array([[r[k] for r in rows] for k in (0, 1, 3)])  # ground points (z = 0) times it
+        self._ground_to_fixed = np.array([[r[k] for r in rows] for k in (0, 1, 3)])  # (x, y, 1) rows times it
 
     def project_world(self, wx, wy, wz=0.0) -> tuple[np.ndarray, np.ndarray]:
         """Pixels (..., 2) and a mask of the points in front of the near plane."""
@@ -246,7 +248,7 @@ class Camera:
         i1 = front.index(False, i0) if False in front[i0:] else len(front)
         h = h[max(i0 - 1, 0):i1]
         if i0 > 0:  # enter at the near plane, edge by edge
-            t = np.maximum((NEAR_M - h[0, :, 2]) / (h[1, :, 2] - h[0, :, 2]), 0.0)  # < 1: the next sample is in front
+            t = np.maximum((NEAR_M - h[0, :, 2]) / (h[1, :, 2] - h[0, :, 2]), 0.0)  # < 1: the next is in front
             h[0] += t[:, None] * (h[1] - h[0])
         if len(h) < 2:
             return None
@@ -256,7 +258,8 @@ class Camera:
     def _dashes(self, geometry: _RoadGeometry, ego_s: float) -> np.ndarray:
         """(K, 4, 2) fixed-point quads of the broken centre line's dashes in view."""
         first = max(0, math.floor((ego_s - 6.0) / DASH_PERIOD_M))
-        h = geometry.dashes[first:max(first, math.floor((ego_s + 70.0) / DASH_PERIOD_M) + 1)] @ self._ground_to_fixed
+        last = math.floor((ego_s + 70.0) / DASH_PERIOD_M)
+        h = geometry.dashes[first:max(first, last + 1)] @ self._ground_to_fixed
         h = h[(h[:, :, 2] > NEAR_M).all(axis=1)]
         return (h[:, :, :2] / h[:, :, 2:]).astype(np.int32)
 
@@ -267,7 +270,8 @@ class Camera:
         for a in actors:
             if -8.0 < a.s - ego_s < 90.0:  # early cull: nothing beyond is in view
                 x, y, yaw = road.pose_at(a.s, a.d)
-                boxes.append((math.hypot(x - cam_x, y - cam_y), a, box_corners(x, y, yaw + a.heading_offset, a.length, a.width)))
+                foot = box_corners(x, y, yaw + a.heading_offset, a.length, a.width)
+                boxes.append((math.hypot(x - cam_x, y - cam_y), a, foot))
         for _, a, foot in sorted(boxes, key=lambda t: -t[0]):
             bottom = foot @ self._ground_to_fixed[:2] + self._ground_to_fixed[2]
             h = np.concatenate([bottom, bottom + a.height * self._to_fixed[:, 2]])  # the map is linear in z

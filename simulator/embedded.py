@@ -127,7 +127,8 @@ class EmbeddedWorld(World):
         for a in self.actors:
             # cheap culls first: boxes further apart along or across the road than their half-diagonals
             # cannot touch (across: offset curves stay |d1 - d2| apart inside the bends' radius)
-            if abs(a.s - self.ego_s) > 8.0 or abs(a.d - self.ego_d) > ego_reach + math.hypot(a.length, a.width) / 2.0:
+            reach = ego_reach + math.hypot(a.length, a.width) / 2.0
+            if abs(a.s - self.ego_s) > 8.0 or abs(a.d - self.ego_d) > reach:
                 continue
             if ego_box is None:
                 ego_box = box_corners(self.ego.x, self.ego.y, self.ego.yaw, vp.length, vp.width)

@@ -216,7 +216,8 @@ def test_collisions_are_found_wherever_the_boxes_overlap():
                   heading_offset=rng.uniform(-math.pi, math.pi))
         world.actors, world._contacts = [a], set()
         hit = any(e.type.is_collision for e in world._infractions(world._ego_pose))
-        touching = boxes_overlap(box_corners(world.ego.x, world.ego.y, world.ego.yaw, vp.length, vp.width), a.footprint(road))
+        ego_box = box_corners(world.ego.x, world.ego.y, world.ego.yaw, vp.length, vp.width)
+        touching = boxes_overlap(ego_box, a.footprint(road))
         assert hit == touching
         overlaps += touching
     assert overlaps > 100

@@ -17,7 +17,8 @@ from simulator.embedded import embedded_world
 TARGET_STEPS_PER_S = 5000.0  # world + 200x66 camera on one core: 0.2 ms a step, a fraction of the policy's
 
 
-def steps_per_second(camera: CameraSpec, steps: int, seed: int, abnormal_rate: float, render: bool = True) -> float:
+def steps_per_second(camera: CameraSpec, steps: int, seed: int, abnormal_rate: float,
+                     render: bool = True) -> float:
     """Expert-driven steps per CPU second (physics, actors, expert, infractions and, if asked, camera);
     a finished route is followed by the next seed's, its reset included."""
     world = embedded_world(abnormal_rate, camera)
