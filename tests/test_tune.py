@@ -83,3 +83,41 @@ def test_fixed_first_points_run_before_sobol_and_decode_to_mse(tmp_path):
     assert proposed[0]["x"] == first[0] and len(finished) == 5
     spec, _, rare_fraction = trial_setup(decode(np.array(first[0])))
     assert spec.loss == "mse" and rare_fraction == 0.0  # tau = 0, uniform batches: MSE itself
+
+
+def test_the_sobol_baseline_runs_the_same_budget_from_the_same_first_points(tmp_path):
+    from training.tune.tuner import tune
+
+    result = tune(tmp_path, TuneConfig(budget=5, init=2, seed=1), "synthetic", baseline=True, progress=False)
+    bo, sobol = (read_trials(tmp_path / name / "trials.jsonl")[0] for name in ("bo", "sobol"))
+    assert [bo[k]["method"] for k in sorted(bo)] == ["sobol"] * 2 + ["bo"] * 3
+    assert [sobol[k]["method"] for k in sorted(sobol)] == ["sobol"] * 5  # the same budget, no model
+    assert [sobol[k]["x"] for k in (0, 1)] == [bo[k]["x"] for k in (0, 1)]  # the same start: a paired baseline
+    assert len(result["sobol"]["best_so_far"]) == len(result["bo"]["best_so_far"]) == 5
+
+
+@pytest.mark.parametrize("metric", ["rare_pass_rate", "route_completion"])
+def test_the_closed_loop_objective_is_the_metric_of_its_model_on_the_tuning_routes(small_dataset, tmp_path, metric):
+    """A trial's value and variance, worked out again from `compare` driving its exported model on the
+    tuning routes (split tune, the trial's seed)."""
+    from simulator.factory import WorldConfig
+    from training.compare import compare
+    from training.evaluate import EvalConfig, route_seed
+    from training.tune.objectives import TrialBudget, closed_loop
+    from training.tune.space import FIRST_POINTS
+
+    budget = TrialBudget(space="learned", steps=10, episodes=2, abnormal_rate=0.3, max_time_s=20.0, metric=metric)
+    value, var = closed_loop(np.array(FIRST_POINTS["learned"][0]), 0, 3, tmp_path, small_dataset, None, budget)
+    trial = json.loads((tmp_path / "trial-000" / "trial.json").read_text())
+    assert trial["routes"] == [route_seed(3, k, "tune") for k in range(2)] and trial["value"] == value
+    judged = compare([tmp_path / "trial-000" / "model.onnx"], WorldConfig(abnormal_rate=0.3),
+                     EvalConfig(episodes=2, seed=3, workers=1, split="tune", max_time_s=20.0), progress=False)
+    m = next(iter(judged["models"].values()))
+    if metric == "rare_pass_rate":
+        rare = m["pass_rate"]["rare"]
+        rate = rare["rate"] or 0.0
+        assert value == rate and var == pytest.approx(max(rate * (1 - rate), 0.05) / max(rare["n"], 1))
+    else:
+        per_route = np.array(m["per_route"]["route_completion"])
+        assert value == pytest.approx(per_route.mean()) and var == pytest.approx(per_route.var(ddof=1) / 2)
+        assert 0 < value <= 1
