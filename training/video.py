@@ -22,6 +22,7 @@ import numpy as np
 
 from metasteer.policy import OnnxPolicy
 from metasteer.preprocess import PreprocessSpec
+from simulator.actors import box_corners
 from simulator.base import FIXED_DELTA_S, CameraSpec
 from simulator.camera import Camera
 from simulator.encounters import encounters
@@ -35,7 +36,7 @@ STAMP_FRAMES = 10  # the judgement shows on the last frames
 CAM_SIZE, HEAD_H, STRIP_H = (256, 192), 20, 72
 TOP_SIZE = CAM_SIZE[1]  # the top-down view is square, beside the camera
 PANEL_W, PANEL_H = CAM_SIZE[0] + TOP_SIZE, HEAD_H + CAM_SIZE[1] + STRIP_H
-TOP_PX_PER_M = 2.5
+TOP_PX_PER_M = 3.5  # 44 m ahead of the ego, 11 m behind
 STRIP_RANGE = 0.5  # steer shown in the strip; a rare scene's steering stays well inside it
 STAMPS = {"passed": ("PASS", (60, 170, 60)), "failed": ("FAIL", (40, 40, 210)), "not judged": ("NOT JUDGED", (128, 128, 128)),
           "not reached": ("NOT REACHED", (128, 128, 128))}  # BGR
@@ -100,23 +101,26 @@ def _camera_view(world, cam: Camera) -> np.ndarray:
 
 def _top_view(world, path: list[tuple[float, float]]) -> np.ndarray:
     img = np.full((TOP_SIZE, TOP_SIZE, 3), 70, np.uint8)
-    cx, cy = world.ego.x, world.ego.y
+    ego = world.ego
+    c, s = np.cos(ego.yaw), np.sin(ego.yaw)
+    ox, oy = TOP_SIZE / 2, TOP_SIZE * 0.8  # heading up, the ego low in the view: the scene ahead shows
 
-    def px(x, y) -> np.ndarray:  # north up, ego at the centre
-        return np.stack([TOP_SIZE / 2 + (np.asarray(x) - cx) * TOP_PX_PER_M,
-                         TOP_SIZE / 2 - (np.asarray(y) - cy) * TOP_PX_PER_M], axis=-1).round().astype(np.int32)
+    def px(x, y) -> np.ndarray:
+        dx, dy = np.asarray(x) - ego.x, np.asarray(y) - ego.y
+        ahead, left = dx * c + dy * s, -dx * s + dy * c
+        return np.stack([ox - left * TOP_PX_PER_M, oy - ahead * TOP_PX_PER_M], axis=-1).round().astype(np.int32)
 
     road = px(world.road.x, world.road.y)
     cv2.polylines(img, [road], False, (110, 110, 110), round(2 * HALF_WIDTH_M * TOP_PX_PER_M))
     cv2.polylines(img, [road], False, (200, 200, 200), 1)  # centre line
     for actor in world.actors:
-        cv2.fillPoly(img, [px(*actor.footprint(world.road).T)], tuple(int(c) for c in actor.colour))
+        box, colour = px(*actor.footprint(world.road).T), tuple(int(v) for v in actor.colour)
+        cv2.fillPoly(img, [box], colour)
+        cv2.polylines(img, [box], True, colour, 2)  # a pedestrian (0.5 m) stays visible
     if len(path) > 1:
         cv2.polylines(img, [px(*np.asarray(path).T)], False, (255, 160, 40), 2)
-    ego = world.ego
-    cv2.circle(img, (TOP_SIZE // 2, TOP_SIZE // 2), 4, (255, 255, 255), -1)
-    tip = px(ego.x + 4 * np.cos(ego.yaw), ego.y + 4 * np.sin(ego.yaw))
-    cv2.line(img, (TOP_SIZE // 2, TOP_SIZE // 2), tuple(int(v) for v in tip), (255, 255, 255), 2)
+    vp = world.config.vehicle
+    cv2.fillPoly(img, [px(*box_corners(ego.x, ego.y, ego.yaw, vp.length, vp.width).T)], (255, 255, 255))
     return img
 
 
