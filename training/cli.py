@@ -96,7 +96,8 @@ def pipeline_run(text: str) -> str:
     path = _existing(text, "a finished pipeline run")
     if (path / "report.json").is_file():
         return text
-    raise argparse.ArgumentTypeError(f"{text} has no report.json: not a finished `metasteer pipeline` run")
+    what = "a directory without report.json" if path.is_dir() else _kind(path)
+    raise argparse.ArgumentTypeError(f"{text} is {what}, not a finished `metasteer pipeline` run")
 
 
 def fractions(text: str) -> tuple[float, ...]:
@@ -204,8 +205,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> dict:
     from training.evaluate import REPORTED, EvalConfig, evaluate
 
     out_dir = Path(args.out) if args.out else None
-    result = evaluate(args.model, from_args(WorldConfig, args), from_args(EvalConfig, args), out_dir, progress=not args.no_progress)
-    return {k: v for k, v in result.items() if k != "episodes"} if args.json else {k: result[k] for k in ("model_id", *REPORTED)}
+    if args.video and not out_dir:
+        raise ValueError("--video writes the videos into --out: give an output directory")
+    result = evaluate(args.model, from_args(WorldConfig, args), from_args(EvalConfig, args), out_dir, progress=not args.no_progress,
+                      videos=args.video)
+    shown = ("model_id", *REPORTED, *(("videos",) if args.video else ()))
+    return {k: v for k, v in result.items() if k != "episodes"} if args.json else {k: result[k] for k in shown}
 
 
 def _cmd_compare(args: argparse.Namespace) -> dict:
@@ -382,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("evaluate", _cmd_evaluate, "drive a model (ONNX file or run) in closed loop on held-out routes")
     p.add_argument("model", type=any_model, help="ONNX file, run directory or model.pt")
     p.add_argument("--out", default=None, help="directory for closed_loop.json and trajectories.png")
+    p.add_argument("--video", type=int, default=0, metavar="N",
+                   help="also write N encounter videos (H.264 MP4) to --out: the failed scenes first")
     p.add_argument("--no-progress", action="store_true")
     add_arguments(p, WorldConfig)
     add_arguments(p, EvalConfig)

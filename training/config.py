@@ -55,6 +55,7 @@ def bounded(tp: type, lo: float | None = None, hi: float | None = None) -> Calla
         return value
 
     parse.__name__ = tp.__name__
+    parse.bounds = (lo, hi)  # type: ignore[attr-defined]  # for tests that walk every ranged flag
     return parse
 
 

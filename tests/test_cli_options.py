@@ -1,0 +1,78 @@
+"""Bad input at the command line: every ranged option of every command refused where it is parsed (exit
+code 2, the option, the value and what is allowed), a path of the wrong kind named as such, nothing
+written."""
+
+import argparse
+import subprocess
+
+import pytest
+
+import training.cli as cli
+from tests.conftest import METASTEER, ROOT
+
+PATH_TYPES = (cli.onnx_model, cli.run_model, cli.any_model, cli.dataset_dir, cli.rosbag_dir, cli.pipeline_run)
+
+
+def _commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()):
+    """(argv prefix, sub-parser) of every command, bench commands included."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands(sub, prefix + (name,))
+    if prefix and not any(isinstance(a, argparse._SubParsersAction) for a in parser._actions):
+        yield prefix, parser
+
+
+def _options(kind):
+    cases = []
+    for command, parser in _commands(cli.build_parser()):
+        for action in parser._actions:
+            if kind(action):
+                cases.append(pytest.param(command, action, id=" ".join(command) + " " + (action.option_strings or [action.dest])[0]))
+    return cases
+
+
+def _run(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command, action", _options(lambda a: hasattr(a.type, "bounds")))
+def test_every_ranged_option_refuses_a_value_out_of_its_range(command, action, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    lo, hi = action.type.bounds
+    for value in ([lo - 1] if lo is not None else []) + ([hi + 1] if hi is not None else []) + (["nan"] if action.type.__name__ == "float" else []):
+        # the bad option first: argparse stops at it, before any other argument or any work
+        err = _run([*command, action.option_strings[0], str(value)], capsys)
+        assert f"argument {action.option_strings[0]}: {value}" in err and "allowed is" in err, err
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize("command, action", _options(lambda a: a.type in PATH_TYPES))
+def test_every_path_option_names_a_wrong_kind_of_file(command, action, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "card.md").write_text("# a model card\n")
+    flag = action.option_strings[:1]
+    name = flag[0] if flag else action.dest
+    err = _run([*command, *flag, "card.md"], capsys)
+    assert f"argument {name}: card.md is a markdown file" in err, err
+    err = _run([*command, *flag, "missing"], capsys)
+    assert f"argument {name}: missing: no such file or directory" in err, err
+    assert [p.name for p in tmp_path.iterdir()] == ["card.md"]
+
+
+def test_the_reported_cases(tmp_path, cli_env):
+    """As a new user met them: a model card given as a model, a rate of 2, a negative frame count."""
+    res = subprocess.run(METASTEER + ["evaluate", str(ROOT / "models" / "mse.md")], env=cli_env, capture_output=True, text=True)
+    assert res.returncode == 2 and "mse.md is a markdown file, neither an ONNX model (.onnx) nor a run directory" in res.stderr
+    res = subprocess.run(METASTEER + ["compare", str(ROOT / "models" / "mse.onnx"), "--abnormal-rate", "2"], env=cli_env,
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "argument --abnormal-rate: 2 is out of range: allowed is a number from 0.0 to 1.0" in res.stderr
+    res = subprocess.run(METASTEER + ["collect", "--frames", "-5", "--out", str(tmp_path / "data")], env=cli_env, capture_output=True, text=True)
+    assert res.returncode == 2 and "argument --frames: -5 is out of range: allowed is an integer >= 1" in res.stderr
+    assert "%" not in res.stderr and not (tmp_path / "data").exists()  # no progress bar, no file
+    res = subprocess.run(METASTEER + ["compare", str(ROOT / "models" / "mse.onnx"), str(ROOT / "models" / "learned.onnx"), "--names", "a",
+                                      "--out", str(tmp_path / "c")], env=cli_env, capture_output=True, text=True)
+    assert res.returncode == 2 and "argument --names: 'a' names 1 models, 2 were given" in res.stderr and not (tmp_path / "c").exists()
