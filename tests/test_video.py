@@ -11,7 +11,7 @@ from tests.onnx_models import constant_steer_model  # noqa: E402
 from training.compare import PASS_AFTER_S, compare, judge_episode  # noqa: E402
 from training.evaluate import EvalConfig  # noqa: E402
 from training.video import (LEAD_S, PANEL_H, PANEL_W, STAMPS, Clip, Meeting, meetings, model_frames,  # noqa: E402
-                            stamp_box, write_mp4)
+                            pick_clips, stamp_box, write_mp4)
 
 MSE = "models/mse.onnx"
 WORLD, EVAL = WorldConfig(abnormal_rate=0.3), EvalConfig(episodes=2, workers=1, max_time_s=25.0)
@@ -76,3 +76,15 @@ def test_the_same_clip_renders_the_same_frames_and_bytes(compared, tmp_path):
     a, b = (model_frames(MSE, "mse", clip, WORLD, EVAL) for _ in range(2))
     assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
     assert write_mp4(a, tmp_path / "a.mp4").read_bytes() == write_mp4(b, tmp_path / "b.mp4").read_bytes()
+
+
+def test_one_model_gets_its_failures_first():
+    def episode(seed, cats, hit):
+        n = len(cats)
+        steps = {"category": cats, "infraction": [i == hit for i in range(n)], "steer": [0.0] * n,
+                 "expert_steer": [0.0] * n, "distance_m": [0.4] * n}
+        return {"seed": seed, "steps": steps, "truncated": False}
+
+    scene = ["normal"] * 10 + ["pedestrian"] * 5 + ["normal"] * 60
+    clips = pick_clips(["m"], [[episode(1, scene, None), episode(2, scene, 12), episode(3, scene, None)]], 2)
+    assert [(c.route, c.outcome("m")) for c in clips] == [(2, "failed"), (1, "passed")]

@@ -178,14 +178,20 @@ def as_onnx(model: str | Path, workdir: Path) -> Path:
     return out
 
 
-def evaluate(model: str | Path, world_cfg: WorldConfig, cfg: EvalConfig, out_dir: Path | None = None, progress: bool = True) -> dict:
+def evaluate(model: str | Path, world_cfg: WorldConfig, cfg: EvalConfig, out_dir: Path | None = None, progress: bool = True,
+             videos: int = 0) -> dict:
     """Drive ``model`` (an ONNX file, a run directory or its ``model.pt``) on ``cfg.episodes`` held-out
     routes; returns mean and 95 % CI per metric in ``REPORTED`` and the per-episode metrics. With
-    ``out_dir``: ``closed_loop.json`` and ``trajectories.png`` there."""
+    ``out_dir``: ``closed_loop.json`` and ``trajectories.png`` there, and ``videos`` encounter videos
+    (``training.video``: the failed scenes first)."""
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = as_onnx(model, Path(tmp))
         model_id = OnnxPolicy.load(onnx_path).model_id
         episodes = drive_routes([onnx_path], world_cfg, cfg, progress)[0]
+        if videos and out_dir is not None:
+            from training.video import encounter_videos  # it imports this module
+
+            written = encounter_videos([Path(model).stem], [onnx_path], [episodes], world_cfg, cfg, Path(out_dir), videos)
     summary = {k: mean_ci95([e["metrics"][k] for e in episodes]) for k in REPORTED}
     result = {"model": str(model), "model_id": model_id, "world": world_cfg.world, "config": asdict(cfg),
               "abnormal_rate": world_cfg.abnormal_rate, **summary,
@@ -193,6 +199,8 @@ def evaluate(model: str | Path, world_cfg: WorldConfig, cfg: EvalConfig, out_dir
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
+        if videos:
+            result["videos"] = written
         (out_dir / "closed_loop.json").write_text(json.dumps(result, indent=2) + "\n")
         if episodes and "trace" in episodes[0]:
             result["plot"] = str(plot_trajectories(episodes, out_dir / "trajectories.png", f"{Path(model).name}: closed loop"))

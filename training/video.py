@@ -1,5 +1,6 @@
-"""Encounter videos (``compare --video N``): the N rare-scene encounters where the models disagree most
-(one passes, another fails; then the rest), side by side per model, as H.264 / yuv420p MP4 that browsers play.
+"""Encounter videos (``compare --video N``, ``evaluate --video N``): the N rare-scene encounters where the
+models disagree most (one passes, another fails; then failures; then the rest), side by side per model, as
+H.264 / yuv420p MP4 that browsers play.
 
 Each model's panel: the full camera frame with the band the policy reads outlined, a top-down view
 (road, actors, the model's path so far), the model's and the expert's steering over the clip, and at
@@ -80,14 +81,17 @@ def meetings(episode: dict) -> dict[tuple[str, int], Meeting]:
 
 def pick_clips(names: list[str], per_model: list[list[dict]], n: int) -> list[Clip]:
     """The ``n`` encounters where the models disagree (some pass, some fail or never get there) first,
-    then the rest, each group in route order."""
+    then those some model failed (all of them, for one model), then the rest; each group in route order."""
     clips = []
     for r, episodes in enumerate(zip(*per_model)):
         found = [meetings(ep) for ep in episodes]
         keys = sorted({k for f in found for k in f}, key=lambda k: min(f[k].start for f in found if k in f))
         clips += [Clip(episodes[0]["seed"], cat, k, {name: f.get((cat, k)) for name, f in zip(names, found)}) for cat, k in keys]
-    disagree = [c for c in clips if "passed" in {c.outcome(m) for m in names} and len({c.outcome(m) for m in names}) > 1]
-    return (disagree + [c for c in clips if c not in disagree])[:n]
+    def rank(clip: Clip) -> int:
+        seen = {clip.outcome(m) for m in names}
+        return 0 if "passed" in seen and len(seen) > 1 else 1 if "failed" in seen else 2
+
+    return sorted(clips, key=rank)[:n]  # sorted is stable: route order within a rank
 
 
 def _camera_view(world, cam: Camera) -> np.ndarray:
