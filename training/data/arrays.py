@@ -19,15 +19,46 @@ def to_tensor_torch(band_bgr: torch.Tensor) -> torch.Tensor:
     return band_bgr.flip(-1).permute(0, 3, 1, 2).float() * (1.0 / 127.5) - 1.0
 
 
-GATHER_CHUNK = 4096  # frames read per step when gathering (about 160 MB at 66x200)
+GATHER_CHUNK = 4096  # frames read per step when a whole frame set is materialised (about 160 MB at 66x200)
+
+
+class Frames:
+    """Frames of several datasets taken as one, read from their memory-mapped shards when indexed: parallel
+    trials on the same data share the page cache instead of each holding a copy. Indexing with an integer
+    array returns (len(index), H, W, 3) uint8; ``np.asarray`` reads them all (a GPU copy)."""
+
+    def __init__(self, datasets: list[DrivingDataset], index: np.ndarray) -> None:
+        offsets = np.cumsum([0] + [len(d) for d in datasets])
+        self.datasets, self.index = datasets, np.asarray(index, dtype=np.int64)
+        self.source = np.searchsorted(offsets, self.index, side="right") - 1  # dataset of each frame
+        self.local = self.index - offsets[self.source]
+        self.shape = (len(self.index),) + tuple(datasets[0].manifest["image_shape"])
+        self.dtype, self.nbytes = np.dtype(np.uint8), int(np.prod(self.shape))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: np.ndarray) -> np.ndarray:
+        index = np.asarray(index, dtype=np.int64)
+        out = np.empty((len(index),) + self.shape[1:], dtype=np.uint8)
+        source = self.source[index]
+        for k in np.unique(source):
+            sel = source == k
+            out[sel] = self.datasets[k].images(self.local[index[sel]])
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return np.concatenate([self[np.arange(a, min(a + GATHER_CHUNK, len(self)))] for a in range(0, len(self), GATHER_CHUNK)])
+
 
 
 @dataclass
 class ArraySet:
-    """Frames (N, H, W, 3) uint8 BGR bands, labels (N,), extra = scene features (N, F; the dataset's,
-    then ``CATEGORY_FEATURES``), categories, and the episode of each frame. Frames stay uint8 in RAM (or on the GPU) until a batch is drawn."""
+    """Frames (N, H, W, 3) uint8 BGR bands (an array, or ``Frames`` read from the shards), labels (N,), extra =
+    scene features (N, F; the dataset's, then ``CATEGORY_FEATURES``), categories, and the episode of each frame.
+    Frames stay uint8 (on disk, in RAM or on the GPU) until a batch is drawn."""
 
-    images: np.ndarray
+    images: np.ndarray | Frames
     y: np.ndarray
     extra: np.ndarray
     category: np.ndarray
@@ -48,9 +79,10 @@ class ArraySet:
         """The arrays as tensors on ``device`` (uint8 frames; copied there once), or pinned on the host
         when the frames would take more than half of the GPU's free memory."""
         if device not in self._resident:
-            images = torch.from_numpy(self.images)
+            images = self.images
             if device.startswith("cuda"):
                 free, _ = torch.cuda.mem_get_info(torch.device(device))
+                images = torch.from_numpy(np.asarray(images))
                 images = images.to(device) if images.nbytes < free // 2 else images.pin_memory()
             self._resident[device] = {"images": images, "y": torch.from_numpy(self.y).to(device),
                                       "extra": torch.from_numpy(self.extra).to(device)}
@@ -61,7 +93,10 @@ class ArraySet:
         t = self._on(device)
         idx = torch.from_numpy(np.asarray(index, dtype=np.int64))
         images = t["images"]
-        frames = images[idx.to(images.device)].to(device, non_blocking=True)
+        if isinstance(images, torch.Tensor):
+            frames = images[idx.to(images.device)].to(device, non_blocking=True)
+        else:  # host frames (an array or the shards): read only this batch
+            frames = torch.from_numpy(images[np.asarray(index, dtype=np.int64)])
         idx = idx.to(device)
         return to_tensor_torch(frames), t["y"][idx], t["extra"][idx]
 
@@ -71,23 +106,19 @@ class ArraySet:
 
     @classmethod
     def gather(cls, datasets: list[DrivingDataset], index: np.ndarray | None = None) -> "ArraySet":
-        """Frames ``index`` (default: all) of several datasets taken as one, numbered in order; read
-        from the memory-mapped shards into one array, a chunk at a time (no intermediate copy larger
-        than ``GATHER_CHUNK`` frames: two tuning trials at once would otherwise not fit in RAM)."""
+        """Frames ``index`` (default: all) of several datasets taken as one, numbered in order; the frames
+        stay in the memory-mapped shards (``Frames``), labels and features are read into arrays."""
         names = list(datasets[0].manifest["features"])
         shape = tuple(datasets[0].manifest["image_shape"])
         if any(list(d.manifest["features"]) != names or tuple(d.manifest["image_shape"]) != shape for d in datasets):
             raise ValueError("datasets disagree on frame shape or scene features; they cannot be trained on together")
         offsets = np.cumsum([0] + [len(d) for d in datasets])
         index = np.arange(offsets[-1]) if index is None else np.asarray(index, dtype=np.int64)
-        images = np.empty((len(index),) + shape, dtype=np.uint8)
+        images = Frames(datasets, index)
         parts = []
         for k, d in enumerate(datasets):
             sel = (index >= offsets[k]) & (index < offsets[k + 1])
-            local, at = index[sel] - offsets[k], np.flatnonzero(sel)
-            for start in range(0, len(local), GATHER_CHUNK):
-                images[at[start:start + GATHER_CHUNK]] = d.images(local[start:start + GATHER_CHUNK])
-            parts.append((sel, local, d))
+            parts.append((sel, index[sel] - offsets[k], d))
 
         def column(get) -> np.ndarray:
             first = get(datasets[0])
