@@ -387,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("evaluate", _cmd_evaluate, "drive a model (ONNX file or run) in closed loop on held-out routes")
     p.add_argument("model", type=any_model, help="ONNX file, run directory or model.pt")
     p.add_argument("--out", default=None, help="directory for closed_loop.json and trajectories.png")
-    p.add_argument("--video", type=int, default=0, metavar="N",
+    p.add_argument("--video", type=bounded(int, 0), default=0, metavar="N",
                    help="also write N encounter videos (H.264 MP4) to --out: the failed scenes first")
     p.add_argument("--no-progress", action="store_true")
     add_arguments(p, WorldConfig)
@@ -398,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("models", nargs="+", type=any_model, help="ONNX files or run directories; the first is the reference of the paired differences")
     p.add_argument("--names", default=None, help="comma-separated display names (default: file / run names)")
     p.add_argument("--out", default=None, help="directory for compare.json and compare.png")
-    p.add_argument("--video", type=int, default=0, metavar="N",
+    p.add_argument("--video", type=bounded(int, 0), default=0, metavar="N",
                    help="also write N encounter videos (H.264 MP4) to --out: where the models disagree first")
     p.add_argument("--no-progress", action="store_true")
     add_arguments(p, WorldConfig)
