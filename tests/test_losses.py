@@ -159,6 +159,25 @@ def test_ml3_loss_is_smallest_at_the_label_for_any_phi():
         assert torch.equal(y_var.grad, torch.zeros_like(y))  # a stationary point at the label
 
 
+def test_ml3_scales_the_squared_error_by_a_bounded_factor_read_on_the_labels_scale():
+    """For random phi and labels far off any training range, M / (y_hat - y)^2 stays in [1/GAIN, GAIN];
+    scaling labels and predictions by k scales M by exactly k^2 (the network reads them divided by the label scale)."""
+    from training.losses.ml3 import GAIN, ML3Loss
+
+    y, extra = _data(64)
+    loss = ML3Loss(FeatureInput([0, 1, 2, 3], extra.mean(0), extra.std(0)))
+    for seed in range(5):
+        torch.manual_seed(seed)
+        for p in loss.parameters():
+            torch.nn.init.normal_(p, std=3.0)
+        for k in (1e-3, 1.0, 1e3):
+            y_hat = k * (y + torch.randn(64))
+            factor = loss.per_sample(y_hat, k * y, extra) / (y_hat - k * y) ** 2
+            assert (factor >= 1 / GAIN * (1 - 1e-5)).all() and (factor <= GAIN * (1 + 1e-5)).all()
+        y_hat = y + torch.randn(64)
+        assert torch.allclose(loss.per_sample(50 * y_hat, 50 * y, extra), 2500 * loss.per_sample(y_hat, y, extra), rtol=1e-4)
+
+
 @pytest.mark.parametrize("batch", [16, 7])
 def test_the_weighting_that_reads_the_loss_is_mse_at_tau_zero_and_reacts_to_the_error(batch):
     y, extra = _data(batch)

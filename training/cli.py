@@ -189,6 +189,12 @@ def _cmd_bench_meta_step(args: argparse.Namespace) -> dict:
     return bench_meta_step(batch=args.batch, repeats=args.repeats, seed=args.seed)
 
 
+def _cmd_bench_ml3_sine(args: argparse.Namespace) -> dict:
+    from training.bench.ml3_sine import bench_ml3_sine
+
+    return bench_ml3_sine(seeds=tuple(range(args.seeds)))
+
+
 def _cmd_bench_sample_efficiency(args: argparse.Namespace) -> dict:
     from training.bench.sample_efficiency import ENTRIES, bench_sample_efficiency
 
@@ -503,6 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=COUNT, default=32)
     p.add_argument("--repeats", type=COUNT, default=5)
     p.add_argument("--seed", type=SEED, default=0)
+    p = command("ml3-sine", _cmd_bench_ml3_sine, "the ML3 paper's sine protocol: meta-trained loss vs MSE on unseen sines, "
+                "1x and 10x the rate", parent=bench)
+    p.add_argument("--seeds", type=COUNT, default=5)
     from training.bench.sample_efficiency import DEFAULT_ENTRIES
 
     p = command("sample-efficiency", _cmd_bench_sample_efficiency, "every loss x seeds at equal budget; abnormal / normal test MAE", parent=bench)
