@@ -263,6 +263,12 @@ def _cmd_bench_architecture(args: argparse.Namespace) -> dict:
                               episodes=args.episodes, progress=not args.no_progress)
 
 
+def _cmd_bench_closed_loop(args: argparse.Namespace) -> dict:
+    from training.bench.closed_loop import bench_closed_loop
+
+    return bench_closed_loop(routes=args.routes, max_time_s=args.max_time_s, seed=args.seed, workers=args.workers, repeats=args.repeats)
+
+
 def _cmd_bench_train_step(args: argparse.Namespace) -> dict:
     from training.bench.train_step import bench_train_step
 
@@ -497,6 +503,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", default="runs/bench_dagger_curve", help="runs and results go here (reused when re-run)")
     p.add_argument("--episodes", type=COUNT, default=None, help="paired held-out routes (default: the pipeline's)")
     p.add_argument("--no-progress", action="store_true")
+    p = command("closed-loop", _cmd_bench_closed_loop, "route steps/s of compare, split into world + camera, policy and judging, "
+                "shipped architecture vs PilotNet (speedup)", parent=bench)
+    p.add_argument("--routes", type=int, default=8)
+    p.add_argument("--max-time-s", type=float, default=60.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2, help="processes, as compare runs them")
+    p.add_argument("--repeats", type=int, default=2)
     p = command("architecture", _cmd_bench_architecture, "cheaper PilotNets against the reference: MSE + DAgger per training seed, "
                 "paired closed-loop comparison pooled over seeds, the cheapest accepted", parent=bench)
     p.add_argument("--archs", default="1.0:elu,0.5:relu", help="comma-separated width:activation, the reference first")

@@ -49,17 +49,25 @@ def parity_frames(spec: PreprocessSpec, n: int = 32, seed: int = 0) -> np.ndarra
     return np.stack(frames)
 
 
-def export(run: str | Path, out: str | Path, frames: np.ndarray | None = None) -> dict:
-    """Export ``run`` to ``out``; raises ``ExportError`` if onnxruntime and torch disagree > 1e-4."""
+def to_onnx(model: torch.nn.Module, spec: PreprocessSpec, metadata: dict[str, str]):
+    """``model`` as a checked ONNX proto (opset ``OPSET``, dynamic batch) with ``metadata`` under ``META_PREFIX``."""
     import onnx
 
+    buf = io.BytesIO()
+    torch.onnx.export(model, (torch.zeros(1, 3, spec.height, spec.width),), buf, opset_version=OPSET, input_names=["image"],
+                      output_names=["steer"], dynamic_axes={"image": {0: "batch"}, "steer": {0: "batch"}}, dynamo=False)
+    proto = onnx.load_from_string(buf.getvalue())
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = META_PREFIX + key, value
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def export(run: str | Path, out: str | Path, frames: np.ndarray | None = None) -> dict:
+    """Export ``run`` to ``out``; raises ``ExportError`` if onnxruntime and torch disagree > 1e-4."""
     model, info = load_model(run)
     spec = PreprocessSpec.from_json(info["preprocess"])
-    dummy = torch.zeros(1, 3, spec.height, spec.width)
-    buf = io.BytesIO()
-    torch.onnx.export(model, (dummy,), buf, opset_version=OPSET, input_names=["image"], output_names=["steer"],
-                      dynamic_axes={"image": {0: "batch"}, "steer": {0: "batch"}}, dynamo=False)
-    proto = onnx.load_from_string(buf.getvalue())
     metadata = {
         "preprocess": spec.to_json(),
         "output": OUTPUT_MEANING,
@@ -70,10 +78,7 @@ def export(run: str | Path, out: str | Path, frames: np.ndarray | None = None) -
         "offline_metrics": json.dumps({k: info["val_metrics"][k] for k in ("overall", "normal", "abnormal", "by_category")}, sort_keys=True),
         "format_version": "1",
     }
-    for key, value in metadata.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = META_PREFIX + key, value
-    onnx.checker.check_model(proto)
+    proto = to_onnx(model, spec, metadata)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     data = proto.SerializeToString()
