@@ -73,7 +73,7 @@ def dagger(out: Path, start: Path, data: list[Path], world_cfg: WorldConfig, cfg
     """``cfg.rounds`` rounds from the trained run ``start`` (trained on ``data``); returns per-round
     dataset sizes, events and validation numbers, and ``final``: the last round's run directory."""
     from training.export import export
-    from training.fit import Run, TrainConfig, warm_start
+    from training.fit import TrainConfig, train_once, warm_start
     from training.losses import LossSpec
     from training.meta import MetaConfig
 
@@ -89,10 +89,8 @@ def dagger(out: Path, start: Path, data: list[Path], world_cfg: WorldConfig, cfg
         manifest = DrivingDataset(rd / "data", verify=False).manifest if (rd / "data" / "manifest.json").exists() else \
             record_round(rd / "data", rd / "policy.onnx", world_cfg, cfg, r, progress)
         aggregate.append(rd / "data")
-        done = rd / "run" / "result.json"
-        result = json.loads(done.read_text()) if done.exists() else \
-            Run(rd / "run", aggregate, None, loss_spec or LossSpec(), meta_cfg or MetaConfig(),
-                replace(train_cfg, init_from=str(current))).run(resume=True, progress=progress)
+        result = train_once(rd / "run", aggregate, None, loss_spec or LossSpec(), meta_cfg or MetaConfig(),
+                            replace(train_cfg, init_from=str(current)), progress=progress)
         rounds.append({"round": r, "policy_model_id": manifest["policy"]["model_id"], "frames": manifest["frames"],
                        "events": manifest["events"], "counts": manifest["counts"], "run": str(rd / "run"),
                        "best_step": result["best_step"], "val_mae_balanced": result["val_mae_balanced"]})

@@ -329,3 +329,10 @@ class Run:
                   "plots": [str(self.out / "learning_curve.png")] + ([str(learned)] if learned else [])}
         (self.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
         return result
+
+
+def train_once(out: Path, *args, progress: bool = True) -> dict:
+    """The result of the finished run ``out`` (its files untouched), or ``Run(out, *args)`` trained,
+    resumed if it was killed: what a resumed pipeline, DAgger round or study does with a run."""
+    done = Path(out) / "result.json"
+    return json.loads(done.read_text()) if done.exists() else Run(out, *args).run(resume=True, progress=progress)

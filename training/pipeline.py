@@ -90,12 +90,8 @@ def _stage(name: str) -> float:
 
 def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progress: bool = True) -> dict:
     from training.compare import compare
-    from training.dagger import DaggerConfig, dagger
     from training.evaluate import EvalConfig
     from training.export import export
-    from training.fit import Run, TrainConfig
-    from training.losses import LossSpec
-    from training.meta import MetaConfig
     from training.tune.objectives import TrialBudget
     from training.tune.tuner import TuneConfig, tune
 
@@ -187,14 +183,14 @@ def train_base(out: Path, data: Path, meta_data: Path, world_cfg: WorldConfig, c
     from training.compare import compare
     from training.dagger import dagger
     from training.evaluate import EvalConfig
-    from training.fit import Run, TrainConfig
+    from training.fit import TrainConfig, train_once
     from training.losses import LossSpec
     from training.meta import MetaConfig
 
     train_cfg = TrainConfig(steps=n["steps"], seed=cfg.seed, eval_every=max(1, n["steps"] // 10), warmup_steps=min(100, n["steps"] // 10),
                             width_mult=cfg.width_mult, activation=cfg.activation)
     t = _stage("2/9 MSE base model")
-    Run(out / "runs" / "mse", data, meta_data, LossSpec(loss="mse"), MetaConfig(), train_cfg).run(resume=True, progress=progress)
+    train_once(out / "runs" / "mse", data, meta_data, LossSpec(loss="mse"), MetaConfig(), train_cfg, progress=progress)
     timings["mse_s"] = time.perf_counter() - t
 
     t = _stage(f"3/9 DAgger: {n['dagger_rounds']} rounds on the MSE model")

@@ -16,9 +16,11 @@ CATEGORY_FEATURES = tuple(f"is_{c}" for c in RARE_CATEGORIES)  # one-hot of the 
 def to_tensor_torch(band_bgr: torch.Tensor) -> torch.Tensor:
     """``metasteer.preprocess.to_tensor`` in torch, on whatever device the uint8 batch lives:
     (N, H, W, 3) uint8 BGR -> (N, 3, H, W) float32 RGB in [-1, 1] (equal values, tested)."""
-    return band_bgr.flip(-1).permute(0, 3, 1, 2).float() * (1.0 / 127.5) - 1.0
+    # channels-first on uint8 before the flip and the cast: ~4x faster than flipping the strided last axis
+    return band_bgr.permute(0, 3, 1, 2).contiguous().flip(1).float().mul_(1.0 / 127.5).sub_(1.0)
 
 
+PAGE_BYTES = 4096
 GATHER_CHUNK = 4096  # frames read per step when a whole frame set is materialised (about 160 MB at 66x200)
 
 
@@ -34,6 +36,9 @@ class Frames:
         self.local = self.index - offsets[self.source]
         self.shape = (len(self.index),) + tuple(datasets[0].manifest["image_shape"])
         self.dtype, self.nbytes = np.dtype(np.uint8), int(np.prod(self.shape))
+        for d in datasets:  # map every page in once, in order: random first touches cost ~1 ms a frame here
+            for shard in d.shards:
+                int(shard.images.reshape(-1)[::PAGE_BYTES].sum())
 
     def __len__(self) -> int:
         return self.shape[0]
