@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -9,7 +10,15 @@ import numpy as np
 import pytest
 
 from metasteer.policy import OnnxPolicy
-from tests.conftest import METASTEER, ROOT
+from tests.conftest import METASTEER, ROOT, file_stamps
+from training.pipeline import targets
+
+
+# what a resumed pipeline writes again: the killed stage's files and the report; and, today, the summaries and
+# plots of finished stages, and the finished MSE run's outputs (Run finishes it again; its checkpoint shows no training)
+REDONE_ON_RESUME = ("export/", "report.", "contact_sheet.png", "data/train/manifest.json", "data/meta/manifest.json", "dagger/dagger.json",
+                    "runs/mse/model.pt", "runs/mse/log.csv", "runs/mse/result.json", "runs/mse/learning_curve.png",
+                    "tune/learned/convergence.png", "tune/learned/tune.json", "tune/oversample/convergence.png", "tune/oversample/tune.json")
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +36,14 @@ def test_quick_pipeline_end_to_end(quick_run):
     out, summary = quick_run
     report = json.loads((out / "report.json").read_text())
     assert set(report["dataset"]["events"]) == {"pedestrian", "obstacle", "sharp_bend"}
-    assert report["dagger"]["rounds"][0]["frames"] > 0 and report["dagger_decision"]["kept"] in (True, False)
+    assert report["dagger"]["rounds"][0]["frames"] > 0
+    # DAgger is kept exactly when its saved paired check passed more rare scenes, and the trials start where it says
+    check = json.loads((out / "dagger" / "check" / "compare.json").read_text())["models"]["with"]["paired_diff"]["pass_rate_rare"]["diff"]
+    kept = report["dagger_decision"]["kept"]
+    assert kept == (check is not None and check > 0)
+    trial = json.loads((out / "tune" / "learned" / "bo" / "trials" / "trial-001" / "request.json").read_text())
+    assert trial["train"]["init_from"] == (report["dagger"]["final"] if kept else str(out / "runs" / "mse"))
+    assert isinstance(trial["data"], list) == kept  # with DAgger: the collected data and every round's
     for which, routes in (("rare", 4), ("clear", 2)):
         block = report["compare"][which]
         assert len(block["routes"]) == routes
@@ -54,7 +70,12 @@ def test_quick_pipeline_end_to_end(quick_run):
     tuning = report["tuning"]
     assert [len(tuning[s]["trials"]) for s in ("oversample", "learned")] == [2, 2]
     assert tuning["learned"]["trials"][0]["method"] == "fixed" and tuning["learned"]["trials"][0]["params"]["tau"] == 0.0
-    assert summary["targets"] == report["targets"]
+    # the targets and the printed summary come from the saved held-out comparisons
+    saved = {which: json.loads((out / "compare" / which / "compare.json").read_text()) for which in ("rare", "clear")}
+    assert report["targets"] == targets({"compare": saved, "choice": choice})
+    assert summary["compare"] == {name: {"rare_pass_rate": saved["rare"]["models"][name]["pass_rate"]["rare"]["rate"],
+                                         "clear_route_completion": saved["clear"]["models"][name]["route_completion"]["mean"]}
+                                  for name in ("mse", "oversample", "learned")}
     text = (out / "report.md").read_text()
     for png in ("contact_sheet.png", "compare/rare/compare.png", "compare/rare/trajectories_mse.png", "tune/learned/convergence.png"):
         assert (out / png).exists() and png in text
@@ -85,3 +106,27 @@ def test_dagger_curve_trains_each_round_as_the_trials_were_and_reuses_the_last(q
         # the last round is the trial itself exactly when the trials started from the last DAgger model
         assert (last["runs"][name] == trial_run) == report["dagger_decision"]["kept"]
     assert Path(curve["plot"]).exists()
+
+
+@pytest.mark.slow
+def test_a_pipeline_killed_in_the_export_stage_resumes_without_redoing_finished_stages(quick_run, cli_env):
+    """The export stage killed (its files gone), the same command again: the data, DAgger rounds, trials,
+    the final choice and the held-out comparisons (the same exported bytes) are not rewritten; the report
+    is the same."""
+    out, _ = quick_run
+    before = json.loads((out / "report.json").read_text())
+    stamps = file_stamps(out)
+    shutil.rmtree(out / "export")
+    for name in ("report.json", "report.md"):
+        (out / name).unlink()
+    res = subprocess.run(METASTEER + ["pipeline", "--size", "quick", "--out", str(out), "--json", "--no-progress"], env=cli_env,
+                         capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, res.stderr[-3000:]
+    after = file_stamps(out)
+    assert set(after) == set(stamps)
+    redone = sorted(k for k in stamps if after[k] != stamps[k])
+    unexpected = [k for k in redone if not k.startswith(REDONE_ON_RESUME)]
+    assert not unexpected, unexpected
+    assert any(k.startswith("export/") for k in redone)
+    report = json.loads((out / "report.json").read_text())
+    assert {k: v for k, v in report.items() if k != "timings_s"} == {k: v for k, v in before.items() if k != "timings_s"}
