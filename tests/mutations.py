@@ -1,0 +1,139 @@
+"""Do the tests fail when their feature is removed? For each feature of issue 21's review: copy the
+committed tree (``git archive HEAD``) to a temporary directory, remove the feature there with a small
+patch, run the test that claims it, and report whether it failed. The shared working tree is never
+touched. Not part of ``make test`` (pytest collects ``test_*.py`` only).
+
+    nice -n 19 .venv/bin/python tests/mutations.py [--only NAME ...] [--skip-slow] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    path: str  # file the patch edits
+    old: str  # exact text, once in the file
+    new: str
+    tests: tuple[str, ...]  # pytest node ids that must fail
+    slow: bool = False  # runs the quick pipeline (~10 min on 2 cores)
+
+
+MUTATIONS = (
+    Mutation("train resume ignores the checkpoint", "training/fit.py",
+             "ckpt = load(self.checkpoint_path) if resume and self.checkpoint_path.exists() else None", "ckpt = None",
+             ("tests/test_train.py::test_killed_training_resumes_where_it_stopped_to_the_same_numbers",
+              "tests/test_train.py::test_a_killed_online_run_resumes_where_it_stopped_to_the_same_numbers")),
+    Mutation("no isfinite guard on the model's steer", "training/evaluate.py", "        if not math.isfinite(steer):\n",
+             "        if False:\n", ("tests/test_compare.py::test_a_model_that_outputs_nan_brakes_to_a_standstill_on_the_road",)),
+    Mutation("compare reuse ignores the route settings", "training/compare.py", 'same = (held["config"] == asdict(cfg) and ', "same = (",
+             ("tests/test_compare.py::test_compare_pairs_any_two_models_and_reuses_a_saved_result_only_for_the_same_models",)),
+    Mutation("targets: an unknown value counts as met", "training/pipeline.py",
+             '"learned_normal_road_met": None not in (nipkm["learned"], nipkm["mse"]) and nipkm["learned"] <= nipkm["mse"]}',
+             '"learned_normal_road_met": None in (nipkm["learned"], nipkm["mse"]) or nipkm["learned"] <= nipkm["mse"]}',
+             ("tests/test_pipeline_choice.py::test_targets_are_not_met_when_a_value_is_unknown",)),
+    Mutation("choose keeps the learned loss without a positive paired diff", "training/pipeline.py",
+             'kept = best["learned"] != "mse" and (diff["diff"] or 0.0) > 0', 'kept = best["learned"] != "mse"',
+             ("tests/test_pipeline_choice.py::test_choose_ships_mse_as_the_learned_model_unless_it_passed_more_rare_scenes_paired",)),
+    Mutation("choose ranks finalists by their trial routes only", "training/pipeline.py", 'key=lambda k: scores[k]["pooled"]',
+             'key=lambda k: scores[k]["trial_routes"]',
+             ("tests/test_pipeline_choice.py::test_choose_pools_trial_and_fresh_routes_and_keeps_the_learned_loss_only_when_it_beats_mse",)),
+    Mutation("DAgger re-runs a finished round's training", "training/dagger.py",
+             "result = json.loads(done.read_text()) if done.exists() else", "result = json.loads(done.read_text()) if False else",
+             ("tests/test_dagger.py::test_dagger_command_runs_rounds_and_fine_tunes_from_the_policy",)),
+    Mutation("int8: linear layers quantised too", "training/quantize.py", 'op_types_to_quantize=["Conv"]', 'op_types_to_quantize=["Conv", "Gemm"]',
+             ("tests/test_closed_loop.py::test_quantized_copy_keeps_the_contract_and_provenance_and_is_parity_checked",)),
+    Mutation("a model card with a stale model id", "models/mse.md", "model id (SHA-256 prefix): `", "model id (SHA-256 prefix): `0",
+             ("tests/test_closed_loop.py::test_shipped_models_load_have_cards_and_the_int8_copy_is_of_the_shipped_float_model",)),
+    Mutation("node without a model reports no ERROR", "metasteer/nodes/steering_node.py", "DiagnosticStatus.ERROR if self.core.policy is None else",
+             "DiagnosticStatus.ERROR if False else",
+             ("tests/test_node_faults.py::test_a_node_started_without_a_model_brakes_every_frame_and_reports_error",)),
+    Mutation("node drops the frame on an inference error", "metasteer/nodes/steering_node.py", 'cmd = self.core.brake("inference_error")', "return",
+             ("tests/test_node_faults.py::test_an_inference_error_brakes_the_frame_and_is_logged",)),
+    Mutation("watchdog silent before the first frame", "metasteer/steering.py",
+             "if last is None or steady_s - last > self.safety.camera_timeout_s:", "if last is not None and steady_s - last > self.safety.camera_timeout_s:",
+             ("tests/test_node_faults.py::test_the_watchdog_brakes_before_the_first_frame",)),
+    Mutation("negative steer not clamped", "metasteer/steering.py", "max(-1.0, min(1.0, steer))", "min(1.0, steer)",
+             ("tests/test_node_faults.py::test_a_negative_out_of_range_steer_is_clamped_to_full_left",)),
+    Mutation("tune runs no Sobol baseline", "training/tune/tuner.py", "    if baseline:\n", "    if False:\n",
+             ("tests/test_tune.py::test_the_sobol_baseline_runs_the_same_budget_from_the_same_first_points",)),
+    Mutation("closed-loop trials drive the evaluation routes", "training/tune/objectives.py", 'workers=1, split="tune",', 'workers=1, split="eval",',
+             ("tests/test_tune.py::test_the_closed_loop_objective_is_the_metric_of_its_model_on_the_tuning_routes",)),
+    Mutation("ranged options not checked where parsed", "training/config.py",
+             'kind = bounded(tp, *f.metadata["range"]) if "range" in f.metadata else tp', "kind = tp",
+             ("tests/test_cli_options.py::test_the_reported_cases",)),
+    Mutation("a model path's file kind not checked", "training/cli.py", 'if (path.is_file() and path.suffix == ".onnx") or _is_run(path):', "if True:",
+             ("tests/test_cli_options.py::test_every_path_option_names_a_wrong_kind_of_file", "tests/test_cli_options.py::test_the_reported_cases")),
+    Mutation("pipeline re-drives the held-out comparison on resume", "training/pipeline.py",
+             'out / "compare" / "rare", names=list(NAMES), progress=progress, against=PAIRED, reuse=True)',
+             'out / "compare" / "rare", names=list(NAMES), progress=progress, against=PAIRED, reuse=False)',
+             ("tests/test_pipeline.py::test_a_pipeline_killed_in_the_export_stage_resumes_without_redoing_finished_stages",), slow=True),
+)
+
+
+def _copy_of_head(into: Path) -> None:
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "HEAD"], capture_output=True, check=True).stdout
+    with tempfile.TemporaryFile() as fh:
+        fh.write(archive)
+        fh.seek(0)
+        with tarfile.open(fileobj=fh) as tar:
+            tar.extractall(into, filter="data")
+
+
+def run(m: Mutation) -> dict:
+    """Apply ``m`` in a fresh copy of HEAD, run its tests there; ``killed``: every test failed."""
+    with tempfile.TemporaryDirectory(prefix="metasteer-mutation-") as tmp:
+        copy = Path(tmp)
+        _copy_of_head(copy)
+        target = copy / m.path
+        text = target.read_text()
+        if text.count(m.old) != 1:
+            return {"mutation": m.name, "file": m.path, "applied": False, "killed": False, "tests": {}, "seconds": 0.0}
+        target.write_text(text.replace(m.old, m.new))
+        env = dict(os.environ, PYTHONPATH=str(copy))  # the copy's packages before the editable install's
+        outcome, start = {}, time.perf_counter()
+        for test in m.tests:
+            res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", test], cwd=copy, env=env,
+                                 capture_output=True, text=True)
+            outcome[test] = "failed" if res.returncode == 1 else "passed" if res.returncode == 0 else f"error (exit {res.returncode})"
+        return {"mutation": m.name, "file": m.path, "applied": True, "killed": all(v == "failed" for v in outcome.values()),
+                "tests": outcome, "seconds": round(time.perf_counter() - start, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", default=None, help="mutation names (substrings) to run")
+    parser.add_argument("--skip-slow", action="store_true", help="leave out the mutations that run the quick pipeline")
+    parser.add_argument("--json", action="store_true", help="print the table as one JSON object (last line)")
+    args = parser.parse_args(argv)
+    chosen = [m for m in MUTATIONS if (args.only is None or any(o in m.name for o in args.only)) and not (args.skip_slow and m.slow)]
+    rows = []
+    for m in chosen:
+        rows.append(run(m))
+        r = rows[-1]
+        print(f"{'KILLED' if r['killed'] else 'SURVIVED' if r['applied'] else 'NOT APPLIED'}: {m.name} ({r['seconds']} s)", file=sys.stderr, flush=True)
+    print("| feature removed | file | test(s) | result |\n|---|---|---|---|")
+    for r in rows:
+        tests = "<br>".join(f"`{t.split('::')[-1]}`: {v}" for t, v in r["tests"].items()) or "-"
+        verdict = "fails (caught)" if r["killed"] else "patch did not apply" if not r["applied"] else "**passes (not caught)**"
+        print(f"| {r['mutation']} | `{r['file']}` | {tests} | {verdict} |")
+    if args.json:
+        print(json.dumps({"mutations": rows}, sort_keys=True))
+    return 0 if all(r["killed"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
