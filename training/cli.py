@@ -227,7 +227,8 @@ def _cmd_compare(args: argparse.Namespace) -> dict:
     if args.video and not args.out:
         raise ValueError("--video writes the videos into --out: give an output directory")
     result = compare(args.models, from_args(WorldConfig, args), from_args(EvalConfig, args), Path(args.out) if args.out else None,
-                     names=args.names.split(",") if args.names else None, progress=not args.no_progress, videos=args.video)
+                     names=args.names.split(",") if args.names else None, progress=not args.no_progress, videos=args.video,
+                     scenarios=args.scenarios)
     print(table(result))
     for v in result.get("videos", []):
         print(f"\n{v['video']}: route {v['route']}, {v['category']} #{v['index'] + 1}: "
@@ -412,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="directory for compare.json and compare.png")
     p.add_argument("--video", type=bounded(int, 0), default=0, metavar="N",
                    help="also write N encounter videos (H.264 MP4) to --out: where the models disagree first")
+    p.add_argument("--scenarios", action="store_true", help="also replay every rare scene of these routes from the "
+                   "expert's state a few seconds before it, for every model (same scenes, same denominators)")
     p.add_argument("--no-progress", action="store_true")
     add_arguments(p, WorldConfig)
     add_arguments(p, EvalConfig)

@@ -8,7 +8,8 @@ judged. Per model: pass rate per category and over all rare scenes, infractions 
 normal road (outside every encounter's window), route completion, driving score, time without
 infractions, and the on-policy error (|policy - expert| steering on the states the policy itself
 visits) per category. Per model after the first: the paired difference against the first, with a
-bootstrap 95 % interval over routes.
+bootstrap 95 % interval over routes. With ``scenarios``, every scene is also replayed by every model
+from the expert's state before it (``training.scenarios``): the same scenes for all, paired per scene.
 """
 
 from __future__ import annotations
@@ -153,18 +154,21 @@ def saved_comparison(out_dir: Path | None, names: list[str], models: list[str | 
 
 def compare(models: list[str | Path], world_cfg: WorldConfig, cfg: EvalConfig, out_dir: Path | None = None,
             names: list[str] | None = None, progress: bool = True, against: dict[str, str] | None = None, reuse: bool = False,
-            videos: int = 0) -> dict:
+            videos: int = 0, scenarios: bool = False) -> dict:
     """Drive every model on the same routes and judge it per rare scene; see the module docstring.
 
     ``against``: further paired differences, model name -> the name it is compared with (every model
     after the first is compared with the first anyway). ``reuse``: return ``out_dir``'s saved result
     when it judged the same models (same ``source_sha256``) on the same routes, instead of driving again.
-    ``videos``: write that many encounter videos to ``out_dir`` (``training.video``)."""
+    ``videos``: write that many encounter videos to ``out_dir`` (``training.video``). ``scenarios``: also replay
+    every scene of these routes from a common state for every model (``training.scenarios``), in the
+    result's ``scenarios``."""
     names = names or [Path(m).stem if Path(m).suffix == ".onnx" else Path(m).name for m in models]
     if len(set(names)) != len(names):
         names = [str(m) for m in models]
     against = dict(against or {})
-    if reuse and (held := saved_comparison(out_dir, names, models, world_cfg, cfg, against)) is not None:
+    held = saved_comparison(out_dir, names, models, world_cfg, cfg, against) if reuse else None
+    if held is not None and (not scenarios or "scenarios" in held):
         return held
     with tempfile.TemporaryDirectory() as tmp:
         paths = [as_onnx(m, Path(tmp) / str(k)) for k, m in enumerate(models)]
@@ -174,6 +178,10 @@ def compare(models: list[str | Path], world_cfg: WorldConfig, cfg: EvalConfig, o
             from training.video import encounter_videos  # it imports this module
 
             written = encounter_videos(names, paths, per_model, world_cfg, cfg, Path(out_dir), videos)
+        if scenarios:
+            from training.scenarios import scenario_compare  # it imports this module
+
+            replayed = scenario_compare(paths, names, world_cfg, cfg, against, progress)
     result: dict = {"world": world_cfg.world, "abnormal_rate": world_cfg.abnormal_rate, "config": asdict(cfg),
                     "routes": [e["seed"] for e in per_model[0]], "against": against, "models": {}}
     tables = []
@@ -186,6 +194,8 @@ def compare(models: list[str | Path], world_cfg: WorldConfig, cfg: EvalConfig, o
         result["models"][name]["paired_diff"] = {"against": names[0], **paired_diff(tables[0], table, cfg.seed)}
     for name, other in against.items():
         result["models"][name]["paired_diff_vs"] = {other: paired_diff(tables[names.index(other)], tables[names.index(name)], cfg.seed)}
+    if scenarios:
+        result["scenarios"] = replayed
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -226,6 +236,10 @@ def table(result: dict) -> str:
                 if d and d["diff"] is not None:
                     ci = "n/a" if d["ci95"] is None else f"[{fmt_signed(d['ci95'][0])}, {fmt_signed(d['ci95'][1])}]"
                     lines.append(f"\n{name} - {other}: {label} {fmt_signed(d['diff'])}, paired bootstrap 95 % CI {ci}")
+    if "scenarios" in result:
+        from training.scenarios import markdown  # it imports this module
+
+        lines += ["", markdown(result["scenarios"])]
     return "\n".join(lines)
 
 

@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from metasteer.infractions import EventType
 from metasteer.policy import OnnxPolicy
 from simulator.base import FIXED_DELTA_S, Observation, VehicleControl
 from simulator.factory import WorldConfig, make_world
+
+if TYPE_CHECKING:
+    from training.data.collect import Driver
 
 SPLITS = {"eval": 0xE7A1, "tune": 0x7C2E, "dagger": 0xDA66}
 REPORTED = ("time_without_infractions_s", "distance_between_infractions_m", "route_completion", "driving_score",
@@ -85,15 +88,19 @@ class ActuationDelay:
         return self._in_flight.popleft()
 
 
-def drive_episode(policy: OnnxPolicy, world_cfg: WorldConfig, seed: int, max_time_s: float, trace: bool = True,
-                  actuation_delay_ticks: int = 0, on_step: Callable | None = None) -> dict:
+def drive_episode(policy: OnnxPolicy | None, world_cfg: WorldConfig, seed: int, max_time_s: float, trace: bool = True,
+                  actuation_delay_ticks: int = 0, on_step: Callable | None = None, handover_step: int = 0,
+                  driver: Driver | None = None) -> dict:
     """One closed-loop episode; returns the metrics summary, the per-step record ``steps`` (category,
     counted infraction onset, policy, applied and expert steering, distance) and, if ``trace``, the trajectory.
 
     ``truncated``: the episode hit ``max_time_s`` before the world ended it. ``on_step(world, obs, control)``
     sees each step before the world moves (the encounter videos replay an episode with it).
+    ``handover_step``: the world's expert drives that many steps first (a scenario's common state, not
+    recorded), then the policy. ``driver``: drives instead of the policy (``training.data.collect.Driver``);
+    the camera is rendered only for a driver that sees it.
     """
-    driver = PolicyDriver(policy, world_cfg.target_speed_mps)
+    driver = driver or PolicyDriver(policy, world_cfg.target_speed_mps)
     driver.start(seed)
     delay = ActuationDelay(actuation_delay_ticks)
     xs, ys, marks = [], [], []
@@ -101,6 +108,10 @@ def drive_episode(policy: OnnxPolicy, world_cfg: WorldConfig, seed: int, max_tim
                               "distance_m": []}
     with make_world(world_cfg) as world:
         obs = world.reset(seed)
+        for k in range(handover_step):
+            if obs.done:
+                raise ValueError(f"route {seed}: the expert's episode ended before handover step {handover_step}")
+            obs = world.step(obs.expert_control, render=driver.sees_camera and k == handover_step - 1)
         while not obs.done and obs.time_s < max_time_s:
             control, _ = driver.control(obs)
             if on_step is not None:
@@ -110,7 +121,7 @@ def drive_episode(policy: OnnxPolicy, world_cfg: WorldConfig, seed: int, max_tim
             steps["expert_steer"].append(obs.expert_control.steer)
             applied = delay(control)
             steps["applied_steer"].append(applied.steer)
-            obs = world.step(applied)
+            obs = world.step(applied, render=driver.sees_camera)
             steps["infraction"].append(any(e.counts_as_infraction for e in obs.events))
             steps["distance_m"].append(obs.speed_mps * FIXED_DELTA_S)
             if trace and hasattr(world, "ego"):
@@ -134,25 +145,31 @@ def drive_routes(models: list[Path], world_cfg: WorldConfig, cfg: EvalConfig, pr
 
     ``world_cfg``'s frame size is taken from the first model's preprocessing spec.
     """
-    from tqdm import tqdm
-
     spec = OnnxPolicy.load(models[0]).spec
     cfg_world = replace(world_cfg, width=spec.width, height=spec.height)
     seeds = [route_seed(cfg.seed, i, cfg.split) for i in range(cfg.episodes)]
     jobs = [(str(m), cfg_world, s, cfg.max_time_s, cfg.actuation_delay_ticks) for m in models for s in seeds]
+    done = run_jobs(_episode_job, jobs, cfg.workers, progress, desc)
+    return [done[k * len(seeds):(k + 1) * len(seeds)] for k in range(len(models))]
+
+
+def run_jobs(job: Callable, jobs: list, workers: int, progress: bool, desc: str) -> list:
+    """``[job(j) for j in jobs]``, in ``workers`` spawned processes when more than one (``job`` at module level)."""
+    from tqdm import tqdm
+
     bar = tqdm(total=len(jobs), desc=desc, unit="episode", disable=not progress)
-    done: list[dict] = []
-    if cfg.workers > 1 and len(jobs) > 1:
-        with get_context("spawn").Pool(min(cfg.workers, len(jobs))) as pool:
-            for r in pool.imap(_episode_job, jobs):
+    done: list = []
+    if workers > 1 and len(jobs) > 1:
+        with get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+            for r in pool.imap(job, jobs):
                 done.append(r)
                 bar.update()
     else:
-        for job in jobs:
-            done.append(_episode_job(job))
+        for j in jobs:
+            done.append(job(j))
             bar.update()
     bar.close()
-    return [done[k * len(seeds):(k + 1) * len(seeds)] for k in range(len(models))]
+    return done
 
 
 def mean_ci95(values: list[float]) -> dict:
