@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml setup.py constraints.txt ros2_ws/build_interf
 	touch $@
 
 demo: setup
-	$(BIN)/metasteer pipeline --out runs/demo
+	$(BIN)/metasteer pipeline --size demo --out runs/demo
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -28,6 +28,7 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/metasteer bench sim --json
+	$(BIN)/metasteer bench closed-loop --json
 	$(BIN)/metasteer bench train-step --json
 	$(BIN)/metasteer bench meta-step --json
 	$(BIN)/metasteer bench node-latency --model models/learned.onnx --json

@@ -146,6 +146,15 @@ def _cmd_pipeline(args: argparse.Namespace) -> dict:
     return run_pipeline(Path(args.out), from_args(WorldConfig, args), from_args(PipelineConfig, args), progress=not args.no_progress)
 
 
+def _cmd_study(args: argparse.Namespace) -> dict:
+    from simulator.factory import WorldConfig
+    from training.pipeline import PipelineConfig
+    from training.study import StudyConfig, run_study
+
+    return run_study(Path(args.out), from_args(WorldConfig, args), from_args(PipelineConfig, args), from_args(StudyConfig, args),
+                     progress=not args.no_progress)
+
+
 def _cmd_train(args: argparse.Namespace) -> dict:
     from training.fit import Run, TrainConfig
     from training.losses import LossSpec
@@ -190,8 +199,11 @@ def _cmd_bench_meta_step(args: argparse.Namespace) -> dict:
 
 
 def _cmd_bench_ml3_sine(args: argparse.Namespace) -> dict:
+    import torch
+
     from training.bench.ml3_sine import bench_ml3_sine
 
+    torch.set_num_threads(1)  # tiny MLPs: more threads only contend
     return bench_ml3_sine(seeds=tuple(range(args.seeds)))
 
 
@@ -368,6 +380,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(p, WorldConfig)
     add_arguments(p, PipelineConfig)
     p.add_argument("--out", default="runs/demo", help="run directory")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    from training.study import StudyConfig
+
+    p = command("study", _cmd_study, "the pipeline over training seeds: tune once on the first, retrain every configuration on the "
+                "others, pooled per-route statistics with two intervals")
+    add_arguments(p, WorldConfig)
+    add_arguments(p, PipelineConfig, skip=("seed",))
+    add_arguments(p, StudyConfig)
+    p.add_argument("--out", default="runs/study", help="study directory (resumes when re-run)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = command("show", _cmd_show, "write a contact sheet of a dataset's normal and abnormal frames")

@@ -47,7 +47,7 @@ class PipelineConfig:
     seed: int = field(default=0, metadata={"range": (0, None), "help": "seed of the whole run"})
     size: str = field(default="full", metadata={"help": "full: the settings below; demo: the main job in ~12 min on 2 cores; "
                                                         "quick: a ~3 min smoke pass", "choices": SIZES})
-    width_mult: float = field(default=0.5, metadata={"help": "PilotNet channel multiplier of every model (1: the paper's widths)"})
+    width_mult: float = field(default=0.5, metadata={"range": (0.05, 4.0), "help": "PilotNet channel multiplier of every model (1: the paper's widths)"})
     activation: str = field(default="relu", metadata={"help": "PilotNet activation of every model", "choices": ("elu", "relu")})
     steps: int = field(default=3000, metadata={"range": (1, None), "help": "training steps of the MSE base model"})
     dagger_rounds: int = field(default=3, metadata={"range": (0, None), "help": "DAgger rounds on the MSE model (0: none)"})
@@ -61,7 +61,7 @@ class PipelineConfig:
     eval_episodes: int = field(default=48, metadata={"range": (1, None), "help": "paired held-out routes per model at the rare-scene rate"})
     clear_episodes: int = field(default=16, metadata={"range": (1, None), "help": "paired held-out routes without rare scenes (rate 0)"})
     eval_abnormal_rate: float = field(default=0.1, metadata={"range": (0.0, 1.0), "help": "rare-scene rate of the evaluation and tuning routes"})
-    max_time_s: float = field(default=150.0, metadata={"help": "time limit of every driven route, simulated seconds"})
+    max_time_s: float = field(default=150.0, metadata={"range": (1.0, None), "help": "time limit of every driven route, simulated seconds"})
 
     def sizes(self) -> dict:
         """The stage sizes: this config's fields (``full``) or a preset (``demo``, ``quick``) over them."""

@@ -1,0 +1,79 @@
+"""`metasteer study`: every configuration retrained per evaluation seed, pooled; a killed study resumes."""
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from simulator.factory import WorldConfig
+from training.fit import TrainConfig
+from training.losses import LossSpec
+from training.meta import MetaConfig
+from training.pipeline import PipelineConfig
+from training.study import StudyConfig, configurations, pairs, run_study
+
+
+def _tuning_run(root: Path) -> Path:
+    """What a finished pipeline run leaves for the study: its report and the chosen trials' requests."""
+    train = asdict(TrainConfig(steps=12, batch_size=16, eval_every=6, warmup_steps=2))
+    requests = {("learned", 0): {"loss": asdict(LossSpec(loss="mse")), "meta": asdict(MetaConfig())},
+                ("learned", 3): {"loss": asdict(LossSpec(loss="weighted", tau=1.0)),
+                                 "meta": asdict(MetaConfig(schedule="online", lookahead="adam", head_only=True))},
+                ("oversample", 1): {"loss": asdict(LossSpec(loss="mse")), "meta": asdict(MetaConfig()), "rare_fraction": 0.3}}
+    dirs = {}
+    for (space, trial), req in requests.items():
+        d = root / "tune" / space / "bo" / "trials" / f"trial-{trial:03d}"
+        d.mkdir(parents=True)
+        share = req.pop("rare_fraction", 0.0)
+        (d / "request.json").write_text(json.dumps({**req, "train": {**train, "rare_fraction": share}, "data": "x", "meta_data": None}))
+        dirs[space, trial] = d
+    (root / "report.json").write_text(json.dumps({"choice": {"learned_trial": 3}, "models": {"oversample": str(dirs["oversample", 1])},
+                                                  "compare": {"rare": {"models": {}}}}))
+    return root
+
+
+def test_configurations_are_the_tuned_trials_and_oversampling_shares(tmp_path):
+    configs = configurations(_tuning_run(tmp_path / "tuning"))
+    assert list(configs) == ["mse", "oversample", "oversample-0.1", "oversample-0.25", "oversample-0.5", "learned"]
+    assert [configs[k]["train"]["rare_fraction"] for k in configs] == [0.0, 0.3, 0.1, 0.25, 0.5, 0.0]
+    assert configs["learned"]["loss"]["loss"] == "weighted" and configs["learned"]["meta"]["schedule"] == "online"
+    assert ("learned", "mse") in pairs(list(configs)) and ("learned", "oversample-0.25") in pairs(list(configs))
+    assert ("mse", "mse") not in pairs(list(configs))
+
+
+def _stats(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_mtime_ns, p.stat().st_ino) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_a_study_killed_during_seed_2_resumes_without_redoing_seed_1(tmp_path, monkeypatch):
+    import training.pipeline
+
+    out = tmp_path / "study"
+    _tuning_run(out / "tuning")
+    pcfg = PipelineConfig(size="quick", width_mult=0.25)
+    cfg = StudyConfig(seeds=3, routes=2, clear_routes=1)
+    real = training.pipeline.train_base
+
+    def killed_in_seed_2(root, data, meta, world_cfg, p, *args, **kwargs):
+        if p.seed == 2:
+            raise KeyboardInterrupt("killed during seed 2")
+        return real(root, data, meta, world_cfg, p, *args, **kwargs)
+
+    monkeypatch.setattr(training.pipeline, "train_base", killed_in_seed_2)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(out, WorldConfig(), pcfg, cfg, progress=False)
+    assert (out / "seed-1" / "seed.json").exists() and not (out / "seed-2" / "seed.json").exists()
+    seed1 = _stats(out / "seed-1")
+    assert any("configs/learned/model.pt" in p for p in seed1)
+
+    monkeypatch.setattr(training.pipeline, "train_base", real)
+    result = run_study(out, WorldConfig(), pcfg, cfg, progress=False)
+    assert _stats(out / "seed-1") == seed1  # nothing of seed 1 redone: files untouched (mtime and inode)
+    assert result["seeds"] == [1, 2]
+    stats = json.loads((out / "study_stats.json").read_text())
+    route = stats["route"]
+    assert route["seeds"] == [1, 2] and set(route["configs"]) == {"mse", "oversample", "oversample-0.1", "oversample-0.25",
+                                                                   "oversample-0.5", "learned"}
+    assert (out / "study.md").read_text().count("learned") >= 2 and (out / "study.png").exists()

@@ -1,0 +1,141 @@
+"""``metasteer study``: the pipeline's claims over training seeds, judged per scene.
+
+Seed ``tuning_seed`` runs the whole pipeline (``OUT/tuning``): its searches, on tuning routes only, fix every
+hyperparameter. Then every further training seed runs, under ``OUT/seed-S``: its own collection, MSE base
+model and DAgger rounds (the pipeline's stages 1-4), and every configuration trained from that seed's start
+model on that seed's data exactly as its tuning trial was (loss, meta-learning, steps, learning rate), with
+the seed's own training seed:
+
+- ``mse``; ``oversample`` at its tuned share and at ``SHARES``; ``learned`` (the learned search's choice,
+  also when the pipeline shipped MSE in its place).
+
+Each seed's configurations drive that seed's held-out routes (rare-scene rate ``eval_abnormal_rate``) and
+routes without rare scenes; ``training.study_stats.pool`` pools the seeds (route level). The tuning seed is
+reported apart and is never pooled: its routes chose the hyperparameters. Held-out routes choose nothing.
+Every stage resumes: a re-run skips finished seeds, runs and comparisons without touching their files.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from simulator.factory import WorldConfig
+from training.pipeline import PipelineConfig
+
+SHARES = (0.1, 0.25, 0.5)  # oversampling's frontier, besides its tuned share
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    seeds: int = field(default=5, metadata={"help": "training seeds in all: the first tunes, the others are pooled", "range": (2, None)})
+    tuning_seed: int = field(default=0, metadata={"help": "the seed whose pipeline run fixes every hyperparameter", "range": (0, None)})
+    routes: int = field(default=48, metadata={"help": "held-out routes per evaluation seed at the rare-scene rate", "range": (1, None)})
+    clear_routes: int = field(default=16, metadata={"help": "held-out routes per evaluation seed without rare scenes", "range": (1, None)})
+
+
+def configurations(tuning: Path) -> dict[str, dict]:
+    """Name -> the tuning trial's request to train it again (``loss``, ``meta``, ``train``), from the tuning run."""
+    report = json.loads((tuning / "report.json").read_text())
+    trials = tuning / "tune"
+    learned = report["choice"]["learned_trial"]
+
+    def request(space: str, trial: int) -> dict:
+        return json.loads((trials / space / "bo" / "trials" / f"trial-{trial:03d}" / "request.json").read_text())
+
+    over = json.loads((Path(report["models"]["oversample"]) / "request.json").read_text())
+    out = {"mse": request("learned", 0), "oversample": over}
+    for share in SHARES:
+        if share != over["train"]["rare_fraction"]:
+            out[f"oversample-{share:g}"] = {**over, "train": {**over["train"], "rare_fraction": share}}
+    if learned is not None:
+        out["learned"] = request("learned", learned)
+    return out
+
+
+def _stage(seed: int, name: str) -> float:
+    print(f"\n== study seed {seed}: {name}", file=sys.stderr, flush=True)
+    return time.perf_counter()
+
+
+def run_seed(root: Path, seed: int, world_cfg: WorldConfig, pcfg: PipelineConfig, configs: dict[str, dict], cfg: StudyConfig,
+             progress: bool) -> dict:
+    """One evaluation seed: data, start model, every configuration, and its two comparisons."""
+    from training.compare import compare
+    from training.evaluate import EvalConfig
+    from training.fit import TrainConfig, train_once, warm_start
+    from training.losses import LossSpec
+    from training.meta import MetaConfig
+    from training.pipeline import collect_data, train_base
+
+    pcfg = replace(pcfg, seed=seed)
+    n, timings = pcfg.sizes(), {}
+    t = _stage(seed, "collect")
+    data, meta = collect_data(root / "data", world_cfg, pcfg, n, progress)
+    timings["collect_s"] = time.perf_counter() - t
+    base = train_base(root, data, meta, world_cfg, pcfg, n, timings, progress)
+    runs = {}
+    t = _stage(seed, f"train {len(configs)} configurations from {Path(base['start']).relative_to(root)}")
+    for name, req in configs.items():
+        runs[name] = root / "configs" / name
+        train_once(runs[name], [Path(d) for d in base["data"]], meta, LossSpec(**req["loss"]), MetaConfig(**req["meta"]),
+                   replace(warm_start(TrainConfig(**req["train"]), base["start"]), seed=seed), progress=progress)
+    timings["configurations_s"] = time.perf_counter() - t
+    t = _stage(seed, f"compare on {cfg.routes} + {cfg.clear_routes} held-out routes")
+    ecfg = EvalConfig(episodes=cfg.routes, seed=seed, workers=2, max_time_s=n["max_time_s"])
+    names = list(runs)
+    rare = compare([runs[k] for k in names], replace(world_cfg, abnormal_rate=pcfg.eval_abnormal_rate), ecfg, root / "compare" / "rare",
+                   names=names, progress=progress, reuse=True)
+    clear = compare([runs[k] for k in names], replace(world_cfg, abnormal_rate=0.0), replace(ecfg, episodes=cfg.clear_routes),
+                    root / "compare" / "clear", names=names, progress=progress, reuse=True)
+    timings["compare_s"] = time.perf_counter() - t
+    return {"seed": seed, "start": base["start"], "dagger_kept": (base["decision"] or {}).get("kept"), "timings_s": timings,
+            "rare": {k: m["per_route"] for k, m in rare["models"].items()},
+            "clear": {k: m["per_route"] for k, m in clear["models"].items()}}
+
+
+def pairs(names: list[str]) -> list[tuple[str, str]]:
+    """Every configuration against MSE; the learned loss against every oversampling share."""
+    out = [(k, "mse") for k in names if k != "mse"]
+    return out + [("learned", k) for k in names if k.startswith("oversample")] if "learned" in names else out
+
+
+def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: StudyConfig, progress: bool = True) -> dict:
+    from training.pipeline import run_pipeline
+    from training.study_stats import markdown, plot_study, pool, to_json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    tuning = out / "tuning"
+    if not (tuning / "report.json").exists():
+        print(f"\n== study: tuning seed {cfg.tuning_seed} (the whole pipeline)", file=sys.stderr, flush=True)
+        run_pipeline(tuning, world_cfg, replace(pcfg, seed=cfg.tuning_seed), progress=progress)
+    configs = configurations(tuning)
+    seeds = [cfg.tuning_seed + k for k in range(1, cfg.seeds)]
+    per_seed = []
+    for seed in seeds:
+        done = out / f"seed-{seed}" / "seed.json"
+        if not done.exists():
+            result = run_seed(out / f"seed-{seed}", seed, world_cfg, pcfg, configs, cfg, progress)
+            done.write_text(json.dumps(result) + "\n")
+        per_seed.append(json.loads(done.read_text()))
+    names = list(configs)
+    levels = {"route": pool({s["seed"]: s["rare"] for s in per_seed}, pairs(names), "route"),
+              "clear_route": pool({s["seed"]: s["clear"] for s in per_seed}, [], "route")}
+    shares = {k: float(configs[k]["train"]["rare_fraction"]) for k in names if k.startswith("oversample")}
+    report = {"config": asdict(cfg), "pipeline": asdict(pcfg), "seeds": seeds, "tuning_seed": cfg.tuning_seed,
+              "configurations": {k: {"loss": v["loss"], "rare_fraction": v["train"]["rare_fraction"]} for k, v in configs.items()},
+              "tuning_seed_result": json.loads((tuning / "report.json").read_text())["compare"]["rare"]["models"],
+              "wall_s": time.perf_counter() - start, "timings_s": {s["seed"]: s["timings_s"] for s in per_seed}}
+    (out / "study_stats.json").write_text(to_json(levels))
+    (out / "study.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    plot = plot_study({"route": levels["route"]}, out / "study.png", frontier=shares)
+    (out / "study.md").write_text(f"# metasteer study: {len(seeds)} evaluation seeds {seeds} (tuning seed {cfg.tuning_seed} apart)\n\n"
+                                  "## Held-out routes at the rare-scene rate\n\n" + markdown({"route": levels["route"]}) +
+                                  "\n\n## Held-out routes without rare scenes\n\n" + markdown({"route": levels["clear_route"]}) +
+                                  f"\n\n![study]({plot.name})\n")
+    return {"out": str(out), "seeds": seeds, "report": str(out / "study.md"), "wall_s": report["wall_s"]}
