@@ -22,7 +22,7 @@ from training.data.dataset import DrivingDataset
 from training.data.format import DatasetError, shard_paths
 from training.data.writer import finish_manifest, write_shard
 from training.evaluate import PolicyDriver, route_seed
-from training.files import claim_request
+from training.files import claim_request, write_json_if_changed
 
 
 @dataclass(frozen=True)
@@ -97,5 +97,5 @@ def dagger(out: Path, start: Path, data: list[Path], world_cfg: WorldConfig, cfg
         current = rd / "run"
     summary = {"out": str(out), "start": str(start), "rounds": rounds, "final": str(current),
                "dagger_frames": int(sum(r["frames"] for r in rounds)), "config": asdict(cfg)}
-    (out / "dagger.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json_if_changed(out / "dagger.json", summary)
     return summary

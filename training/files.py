@@ -28,6 +28,23 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
+def holds_json(path: Path, obj: Any) -> bool:
+    """``path`` exists and holds ``obj`` as JSON (a corrupt file holds nothing)."""
+    try:
+        return Path(path).exists() and json.loads(Path(path).read_text()) == json.loads(json.dumps(obj))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+
+
+def write_json_if_changed(path: Path, obj: Any) -> bool:
+    """Write ``obj`` atomically unless ``path`` already holds it: a resumed job leaves finished files untouched
+    (mtime and inode). True when it wrote."""
+    if holds_json(path, obj):
+        return False
+    atomic_write_json(path, obj)
+    return True
+
+
 def claim_request(out: Path, request: dict, what: str, error: type[Exception] = ValueError) -> bool:
     """Start directory ``out`` for ``request`` (kept in ``out/request.json``), or check that a resume asks
     for the same; raises ``error`` if ``out`` holds another request. True when ``out`` already held it."""

@@ -104,7 +104,9 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
     t = _stage("1/9 collect")
     data, meta_data = collect_data(out / "data", world_cfg, cfg, n, progress)
     dataset = DrivingDataset(data)
-    sheet = contact_sheet(dataset, out / "contact_sheet.png", seed=cfg.seed)
+    sheet = out / "contact_sheet.png"
+    if not sheet.exists():  # the dataset is fixed, so is its sheet: a resumed run keeps it
+        contact_sheet(dataset, sheet, seed=cfg.seed)
     timings["collect_s"] = time.perf_counter() - t
 
     base = train_base(out, data, meta_data, world_cfg, cfg, n, timings, progress)

@@ -20,7 +20,7 @@ from training.data.format import (
     shard_name,
     shard_paths,
 )
-from training.files import atomic_write_bytes, atomic_write_json
+from training.files import atomic_write_bytes, atomic_write_json, write_json_if_changed
 
 
 def write_shard(root: Path, shard: int, images: np.ndarray, table: pa.Table, event_gap_frames: int) -> dict:
@@ -60,5 +60,5 @@ def finish_manifest(out: Path, n_shards: int, **fields) -> dict:
         "label": {"name": "steer", "range": [-1, 1], "meaning": "CARLA steer, +1 = full right, expert command"},
         "features": SceneFeatures.names(), "shards": markers,
     }
-    atomic_write_json(out / "manifest.json", manifest)
+    write_json_if_changed(out / "manifest.json", manifest)
     return manifest

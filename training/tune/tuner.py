@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from training.files import atomic_write_json, holds_json
 from training.tune.bo import sobol_points, suggest
 from training.tune.space import FIRST_POINTS, LEARNED_SPACE, SPACES, decode
 
@@ -232,9 +233,11 @@ def tune(out: Path, cfg: TuneConfig, objective: str = "closed-loop", baseline: b
     if baseline:
         runs["Sobol"] = Tuner(out / "sobol", replace(cfg, method="sobol"), objective_for("sobol"), space, first).run(progress)
     result = {"objective": objective, "metric": metric, "space": space_name, **{k.lower(): v for k, v in runs.items()}}
-    result["plots"] = [str(convergence({k: v["best_so_far"] for k, v in runs.items()}, metric, out / "convergence.png"))]
     x, y, yvar = Tuner.data(read_trials(out / "bo" / "trials.jsonl")[1])
-    if len(y) >= 3:
-        result["plots"].append(str(gp_slice(x, y, yvar, metric, space, out / f"gp_{space[0].name}.png")))
-    (out / "tune.json").write_text(json.dumps(result, indent=2) + "\n")
+    result["plots"] = [str(out / "convergence.png")] + ([str(out / f"gp_{space[0].name}.png")] if len(y) >= 3 else [])
+    if not holds_json(out / "tune.json", result):  # a finished search, resumed, keeps its files
+        convergence({k: v["best_so_far"] for k, v in runs.items()}, metric, out / "convergence.png")
+        if len(y) >= 3:
+            gp_slice(x, y, yvar, metric, space, out / f"gp_{space[0].name}.png")
+        atomic_write_json(out / "tune.json", result)
     return result
