@@ -4,9 +4,19 @@ MLPs on unseen, larger and shifted sines better than MSE, and stays finite off i
 import math
 
 import pytest
+import torch
 
 from training.bench.ml3_sine import SineProtocol, bench_ml3_sine, meta_test, meta_train
 from training.losses.ml3 import ML3Loss
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny MLPs: a second torch thread only adds contention (4x the CPU time on a loaded machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_meta_training_moves_phi_and_beats_a_fresh_ml3_loss():

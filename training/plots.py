@@ -76,8 +76,9 @@ def learned_loss_plot(loss: torch.nn.Module, train: ArraySet, out: Path, title: 
         rare = train.extra[train.abnormal][0] if train.abnormal.any() else base
         for ax, row, label in ((axes[0], base, "typical normal frame"), (axes[1], rare, "a rare frame")):
             e = torch.from_numpy(np.repeat(row[None], len(y_hat), axis=0).astype(np.float32))
+            scale = float(np.sqrt(np.mean(train.y ** 2)))  # a typical batch's label scale, not one label's
             for y in (-0.3, 0.0, 0.1, 0.3):
-                ax.plot(y_hat, loss.per_sample(y_hat, torch.full_like(y_hat, y), e), label=f"y = {y:+.1f}")
+                ax.plot(y_hat, loss.per_sample(y_hat, torch.full_like(y_hat, y), e, scale), label=f"y = {y:+.1f}")
             ax.set(xlabel="prediction y_hat", ylabel="learned loss", title=label)
             ax.legend()
     else:
