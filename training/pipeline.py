@@ -47,8 +47,9 @@ class PipelineConfig:
     seed: int = field(default=0, metadata={"range": (0, None), "help": "seed of the whole run"})
     size: str = field(default="full", metadata={"help": "full: the settings below; demo: the main job in ~12 min on 2 cores; "
                                                         "quick: a ~3 min smoke pass", "choices": SIZES})
-    width_mult: float = field(default=0.5, metadata={"range": (0.05, 4.0), "help": "PilotNet channel multiplier of every model (1: the paper's widths)"})
-    activation: str = field(default="relu", metadata={"help": "PilotNet activation of every model", "choices": ("elu", "relu")})
+    # PilotNet as published: width 0.5 / ReLU drove worse, paired (README, `metasteer bench architecture`)
+    width_mult: float = field(default=1.0, metadata={"range": (0.05, 4.0), "help": "PilotNet channel multiplier of every model (1: the paper's widths)"})
+    activation: str = field(default="elu", metadata={"help": "PilotNet activation of every model", "choices": ("elu", "relu")})
     steps: int = field(default=3000, metadata={"range": (1, None), "help": "training steps of the MSE base model"})
     dagger_rounds: int = field(default=3, metadata={"range": (0, None), "help": "DAgger rounds on the MSE model (0: none)"})
     dagger_routes: int = field(default=30, metadata={"range": (1, None), "help": "routes the policy drives per DAgger round"})
@@ -73,9 +74,9 @@ class PipelineConfig:
         presets = {
             "full": {},
             # measured on 2 cores: see the README's pipeline timings
-            "demo": {"frames": 30000, "meta_frames": 3000, "steps": 1500, "tune_budget": 5, "trial_steps": 300, "dagger_rounds": 2,
-                     "dagger_routes": 16, "dagger_steps": 600, "tune_episodes": 12, "episodes": 24, "finalists": 1, "choice_episodes": 16,
-                     "clear_episodes": 8, "max_time_s": 120.0},
+            "demo": {"frames": 20000, "meta_frames": 2000, "steps": 800, "tune_budget": 3, "trial_steps": 150, "dagger_rounds": 1,
+                     "dagger_routes": 12, "dagger_steps": 400, "tune_episodes": 8, "episodes": 24, "finalists": 1, "choice_episodes": 12,
+                     "clear_episodes": 8, "max_time_s": 90.0},
             "quick": {"frames": min(self.frames, 3000), "meta_frames": 600, "steps": 120, "tune_budget": 2, "trial_steps": 30,
                       "dagger_rounds": min(self.dagger_rounds, 1), "dagger_routes": 2, "dagger_steps": 40, "tune_episodes": 2, "episodes": 4,
                       "finalists": 2, "choice_episodes": 2, "clear_episodes": 2, "max_time_s": 45.0},
