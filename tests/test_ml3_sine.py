@@ -12,7 +12,7 @@ from training.losses.ml3 import ML3Loss
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """Tiny MLPs: a second torch thread only adds contention (4x the CPU time on a loaded machine)."""
+    """Tiny MLPs: a second torch thread only adds contention (over 10x the CPU time on a loaded machine)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
