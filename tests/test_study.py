@@ -53,7 +53,7 @@ def test_a_study_killed_during_seed_2_resumes_without_redoing_seed_1(tmp_path, m
     out = tmp_path / "study"
     _tuning_run(out / "tuning")
     pcfg = PipelineConfig(size="quick", width_mult=0.25)
-    cfg = StudyConfig(seeds=3, routes=2, clear_routes=1)
+    cfg = StudyConfig(seeds=3, routes=4, clear_routes=1)
     real = training.pipeline.train_base
 
     def killed_in_seed_2(root, data, meta, world_cfg, p, *args, **kwargs):
@@ -73,7 +73,9 @@ def test_a_study_killed_during_seed_2_resumes_without_redoing_seed_1(tmp_path, m
     assert _stats(out / "seed-1") == seed1  # nothing of seed 1 redone: files untouched (mtime and inode)
     assert result["seeds"] == [1, 2]
     stats = json.loads((out / "study_stats.json").read_text())
-    route = stats["route"]
-    assert route["seeds"] == [1, 2] and set(route["configs"]) == {"mse", "oversample", "oversample-0.1", "oversample-0.25",
-                                                                   "oversample-0.5", "learned"}
+    for level in ("scenario", "route"):
+        assert stats[level]["seeds"] == [1, 2] and set(stats[level]["configs"]) == {
+            "mse", "oversample", "oversample-0.1", "oversample-0.25", "oversample-0.5", "learned"}
+    scenes = [json.loads((out / f"seed-{s}" / "seed.json").read_text())["scenario"] for s in (1, 2)]
+    assert all(len({len(t["rare_n"]) for t in seed.values()}) == 1 for seed in scenes)  # every model met every scene
     assert (out / "study.md").read_text().count("learned") >= 2 and (out / "study.png").exists()

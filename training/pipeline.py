@@ -135,7 +135,8 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
     t = _stage("9/9 compare on paired held-out routes")
     models = [out / "export" / f"{name}.onnx" for name in NAMES]
     ecfg = EvalConfig(episodes=n["episodes"], seed=cfg.seed, workers=2, max_time_s=n["max_time_s"])
-    rare = compare(models, eval_world, ecfg, out / "compare" / "rare", names=list(NAMES), progress=progress, against=PAIRED, reuse=True)
+    rare = compare(models, eval_world, ecfg, out / "compare" / "rare", names=list(NAMES), progress=progress, against=PAIRED, reuse=True,
+                   scenarios=True)
     clear = compare(models, replace(world_cfg, abnormal_rate=0.0), replace(ecfg, episodes=n["clear_episodes"]),
                     out / "compare" / "clear", names=list(NAMES), progress=progress, against=PAIRED, reuse=True)
     timings["compare_s"] = time.perf_counter() - t
@@ -296,6 +297,7 @@ def _fmt(m: dict) -> str:
 
 def _markdown(r: dict, sheet: Path) -> str:
     from training.compare import fmt_pct, fmt_signed, table
+    from training.scenarios import markdown as scenario_markdown
 
     rare, clear, off, tg = r["compare"]["rare"], r["compare"]["clear"], r["offline"], r["targets"]
     d = r["dataset"]
@@ -304,7 +306,8 @@ def _markdown(r: dict, sheet: Path) -> str:
              f"frames: {d['counts']}; events: {d['events']}).", "",
              f"## Per rare scene: {len(rare['routes'])} paired held-out routes at rare-scene rate {rare['abnormal_rate']}", "",
              "A scene passes when no counted infraction happens from its onset until 2 s after it (`metasteer compare`).", "",
-             table(rare), "", f"## The plain road: {len(clear['routes'])} paired held-out routes without rare scenes", "", table(clear), "",
+             table(rare), "", *([scenario_markdown(rare["scenarios"]), ""] if "scenarios" in rare else []),
+             f"## The plain road: {len(clear['routes'])} paired held-out routes without rare scenes", "", table(clear), "",
              "## Targets (MSE model)", "",
              f"- route completion without rare scenes >= 0.95: **{tg['clear_route_completion']:.2f}** "
              f"({'met' if tg['clear_route_completion_met'] else 'NOT met'})",

@@ -9,8 +9,10 @@ the seed's own training seed:
 - ``mse``; ``oversample`` at its tuned share and at ``SHARES``; ``learned`` (the learned search's choice,
   also when the pipeline shipped MSE in its place).
 
-Each seed's configurations drive that seed's held-out routes (rare-scene rate ``eval_abnormal_rate``) and
-routes without rare scenes; ``training.study_stats.pool`` pools the seeds (route level). The tuning seed is
+Each seed's configurations drive that seed's held-out routes (rare-scene rate ``eval_abnormal_rate``), replay
+every rare scene of those routes from the expert's state before it (``training.scenarios``: every model meets
+every scene) and drive routes without rare scenes; ``training.study_stats.pool`` pools the seeds at the
+scenario and the route level. The tuning seed is
 reported apart and is never pooled: its routes chose the hyperparameters. Held-out routes choose nothing.
 Every stage resumes: a re-run skips finished seeds, runs and comparisons without touching their files.
 """
@@ -88,12 +90,13 @@ def run_seed(root: Path, seed: int, world_cfg: WorldConfig, pcfg: PipelineConfig
     ecfg = EvalConfig(episodes=cfg.routes, seed=seed, workers=2, max_time_s=n["max_time_s"])
     names = list(runs)
     rare = compare([runs[k] for k in names], replace(world_cfg, abnormal_rate=pcfg.eval_abnormal_rate), ecfg, root / "compare" / "rare",
-                   names=names, progress=progress, reuse=True)
+                   names=names, progress=progress, reuse=True, scenarios=True)
     clear = compare([runs[k] for k in names], replace(world_cfg, abnormal_rate=0.0), replace(ecfg, episodes=cfg.clear_routes),
                     root / "compare" / "clear", names=names, progress=progress, reuse=True)
     timings["compare_s"] = time.perf_counter() - t
     return {"seed": seed, "start": base["start"], "dagger_kept": (base["decision"] or {}).get("kept"), "timings_s": timings,
             "rare": {k: m["per_route"] for k, m in rare["models"].items()},
+            "scenario": {k: m["per_scene"] for k, m in rare["scenarios"]["models"].items()},
             "clear": {k: m["per_route"] for k, m in clear["models"].items()}}
 
 
@@ -124,7 +127,8 @@ def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: Stud
             done.write_text(json.dumps(result) + "\n")
         per_seed.append(json.loads(done.read_text()))
     names = list(configs)
-    levels = {"route": pool({s["seed"]: s["rare"] for s in per_seed}, pairs(names), "route"),
+    levels = {"scenario": pool({s["seed"]: s["scenario"] for s in per_seed}, pairs(names), "scenario"),
+              "route": pool({s["seed"]: s["rare"] for s in per_seed}, pairs(names), "route"),
               "clear_route": pool({s["seed"]: s["clear"] for s in per_seed}, [], "route")}
     shares = {k: float(configs[k]["train"]["rare_fraction"]) for k in names if k.startswith("oversample")}
     report = {"config": asdict(cfg), "pipeline": asdict(pcfg), "seeds": seeds, "tuning_seed": cfg.tuning_seed,
@@ -133,9 +137,10 @@ def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: Stud
               "wall_s": time.perf_counter() - start, "timings_s": {s["seed"]: s["timings_s"] for s in per_seed}}
     (out / "study_stats.json").write_text(to_json(levels))
     (out / "study.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    plot = plot_study({"route": levels["route"]}, out / "study.png", frontier=shares)
+    plot = plot_study({k: levels[k] for k in ("scenario", "route")}, out / "study.png", frontier=shares)
     (out / "study.md").write_text(f"# metasteer study: {len(seeds)} evaluation seeds {seeds} (tuning seed {cfg.tuning_seed} apart)\n\n"
-                                  "## Held-out routes at the rare-scene rate\n\n" + markdown({"route": levels["route"]}) +
+                                  "## Held-out routes at the rare-scene rate: every scene replayed by every model, and the routes\n\n"
+                                  + markdown({k: levels[k] for k in ("scenario", "route")}) +
                                   "\n\n## Held-out routes without rare scenes\n\n" + markdown({"route": levels["clear_route"]}) +
                                   f"\n\n![study]({plot.name})\n")
     return {"out": str(out), "seeds": seeds, "report": str(out / "study.md"), "wall_s": report["wall_s"]}
