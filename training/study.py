@@ -48,7 +48,7 @@ def configurations(tuning: Path) -> dict[str, dict]:
     def request(space: str, trial: int) -> dict:
         return json.loads((trials / space / "bo" / "trials" / f"trial-{trial:03d}" / "request.json").read_text())
 
-    over = json.loads((Path(report["models"]["oversample"]) / "request.json").read_text())
+    over = json.loads((trials / "oversample" / "bo" / "trials" / Path(report["models"]["oversample"]).name / "request.json").read_text())
     out = {"mse": request("learned", 0), "oversample": over}
     for share in SHARES:
         if share != over["train"]["rare_fraction"]:
