@@ -48,6 +48,13 @@ def test_quick_pipeline_end_to_end(quick_run):
         for name in ("mse", "oversample", "learned"):
             assert block["models"][name]["route_completion"]["n"] == routes
         assert "paired_diff" in block["models"]["learned"] and "paired_diff" in block["models"]["oversample"]
+    # every model met every scene of the held-out routes (scenario level), and the report links the encounter videos
+    scenes = report["compare"]["rare"]["scenarios"]
+    assert {len(m["outcomes"]) for m in scenes["models"].values()} == {len(scenes["scenes"])}
+    md = (out / "report.md").read_text()
+    assert "Scenario level" in md
+    for v in report["compare"]["rare"]["videos"]:
+        assert Path(v["video"]).exists() and f"(compare/rare/{Path(v['video']).name})" in md
     policies = {name: OnnxPolicy.load(out / "export" / f"{name}.onnx") for name in ("mse", "oversample", "learned")}
     for name, policy in policies.items():
         assert policy.model_id == report["exported"][name]["model_id"]

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 NAMES = ("mse", "oversample", "learned")
 PAIRED = {"learned": "oversample"}  # held-out paired differences besides every model against MSE
+VIDEOS = 3  # encounter videos of the held-out comparison, where the models disagree first
 RECORD_EVERY = 4  # 5 Hz: neighbouring frames at 10 Hz are near copies; the events are what is scarce
 
 
@@ -136,7 +137,7 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
     models = [out / "export" / f"{name}.onnx" for name in NAMES]
     ecfg = EvalConfig(episodes=n["episodes"], seed=cfg.seed, workers=2, max_time_s=n["max_time_s"])
     rare = compare(models, eval_world, ecfg, out / "compare" / "rare", names=list(NAMES), progress=progress, against=PAIRED, reuse=True,
-                   scenarios=True)
+                   scenarios=True, videos=VIDEOS)
     clear = compare(models, replace(world_cfg, abnormal_rate=0.0), replace(ecfg, episodes=n["clear_episodes"]),
                     out / "compare" / "clear", names=list(NAMES), progress=progress, against=PAIRED, reuse=True)
     timings["compare_s"] = time.perf_counter() - t
@@ -307,6 +308,9 @@ def _markdown(r: dict, sheet: Path) -> str:
              f"## Per rare scene: {len(rare['routes'])} paired held-out routes at rare-scene rate {rare['abnormal_rate']}", "",
              "A scene passes when no counted infraction happens from its onset until 2 s after it (`metasteer compare`).", "",
              table(rare), "", *([scenario_markdown(rare["scenarios"]), ""] if "scenarios" in rare else []),
+             *(["Encounter videos (camera, top-down, steering, verdict per model): " + ", ".join(
+                 f"[{Path(v['video']).name}](compare/rare/{Path(v['video']).name})" for v in rare.get("videos", [])), ""]
+               if rare.get("videos") else []),
              f"## The plain road: {len(clear['routes'])} paired held-out routes without rare scenes", "", table(clear), "",
              "## Targets (MSE model)", "",
              f"- route completion without rare scenes >= 0.95: **{tg['clear_route_completion']:.2f}** "
