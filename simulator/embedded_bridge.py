@@ -75,7 +75,8 @@ class EmbeddedBridge(Node):
 
     def _subscribed(self) -> bool:
         recorder = not self.params["wait_for_recorder"] or self.count_subscribers(READY_TOPIC) > 0
-        return self.image_pub.get_subscription_count() > 0 and recorder
+        # the speedometer too: a node that missed the first speeds would count that driving as standing still
+        return self.image_pub.get_subscription_count() > 0 and self.speed_pub.get_subscription_count() > 0 and recorder
 
     def _publish(self, obs) -> None:
         # stamps are simulation time, as the ros-bridge stamps them in synchronous mode; split whole
