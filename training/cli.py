@@ -62,13 +62,18 @@ def any_model(text: str) -> str:
     raise argparse.ArgumentTypeError(f"{text} is {_kind(path)}, neither an ONNX model (.onnx) nor a run directory (or its model.pt)")
 
 
+def _dir_holding(text: str, marker: str, kind: str, not_what: str) -> str:
+    """``text`` if it names a directory holding ``marker``; else an error naming what it is instead."""
+    path = _existing(text, kind)
+    if path.is_dir() and (path / marker).is_file():
+        return text
+    what = f"a directory without {marker}" if path.is_dir() else _kind(path)
+    raise argparse.ArgumentTypeError(f"{text} is {what}, not {not_what}")
+
+
 def dataset_dir(text: str) -> str:
     """An argparse ``type``: a recorded dataset (a directory with manifest.json)."""
-    path = _existing(text, "a dataset directory")
-    if path.is_dir() and (path / "manifest.json").is_file():
-        return text
-    what = "a directory without manifest.json" if path.is_dir() else _kind(path)
-    raise argparse.ArgumentTypeError(f"{text} is {what}, not a dataset directory (written by `metasteer collect`)")
+    return _dir_holding(text, "manifest.json", "a dataset directory", "a dataset directory (written by `metasteer collect`)")
 
 
 def new_file(suffix: str, what: str) -> Callable[[str], str]:
@@ -84,11 +89,7 @@ def new_file(suffix: str, what: str) -> Callable[[str], str]:
 
 def rosbag_dir(text: str) -> str:
     """An argparse ``type``: a rosbag2 recording (a directory with metadata.yaml)."""
-    path = _existing(text, "a rosbag2 directory")
-    if path.is_dir() and (path / "metadata.yaml").is_file():
-        return text
-    what = "a directory without metadata.yaml" if path.is_dir() else _kind(path)
-    raise argparse.ArgumentTypeError(f"{text} is {what}, not a rosbag2 recording")
+    return _dir_holding(text, "metadata.yaml", "a rosbag2 directory", "a rosbag2 recording")
 
 
 def pipeline_run(text: str) -> str:
