@@ -15,6 +15,7 @@ import time
 
 import rclpy
 from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
@@ -24,6 +25,7 @@ from std_msgs.msg import Float32
 from metasteer.infractions import EventType
 from metasteer.nodes.interfaces import resolve
 from metasteer.nodes.lifecycle import run_node
+from metasteer.nodes.steering_node import STATUS_NAME
 from simulator.bag_recorder import READY_TOPIC
 
 DEFAULTS = {"role_name": "ego_vehicle", "camera": "rgb_front", "width": 800, "height": 600, "seed": 0, "abnormal_rate": 0.1,
@@ -53,7 +55,9 @@ class EmbeddedBridge(Node):
         self.collision_pub = self.create_publisher(self.iface.collision_type, f"{base}/collision", 10)
         self.lane_pub = self.create_publisher(self.iface.lane_type, f"{base}/lane_invasion", 10)
         self.create_subscription(self.iface.control_type, f"{base}/vehicle_control_cmd", self.on_control, 10)
+        self.create_subscription(DiagnosticArray, "/diagnostics", self.on_diagnostics, 10)
         self.control = None
+        self.node_matched = False
         self.controls_by_model: dict[str, int] = {}
         self.published: dict[str, int] = {}
 
@@ -66,6 +70,12 @@ class EmbeddedBridge(Node):
         except ValueError as exc:
             self.get_logger().warning(f"ignored a control message: {exc}", throttle_duration_sec=2.0)
 
+    def on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name == STATUS_NAME:
+                values = {kv.key: kv.value for kv in status.values}
+                self.node_matched = all(int(values.get(k, "0")) > 0 for k in ("camera_publishers", "speedometer_publishers"))
+
     def _send(self, pub, msg) -> None:
         pub.publish(msg)
         self.published[pub.topic_name] = self.published.get(pub.topic_name, 0) + 1
@@ -74,9 +84,12 @@ class EmbeddedBridge(Node):
         return [self.clock_pub, self.image_pub, self.speed_pub, self.collision_pub, self.lane_pub]
 
     def _subscribed(self) -> bool:
+        """Matched both ways: our writers hold the node's readers and the node's diagnostics say its camera
+        and speedometer readers hold our writers (a reader matches later than its writer does; until then
+        DDS drops what we send, and a node that missed the first speeds counts that driving as standing still)."""
         recorder = not self.params["wait_for_recorder"] or self.count_subscribers(READY_TOPIC) > 0
-        # the speedometer too: a node that missed the first speeds would count that driving as standing still
-        return self.image_pub.get_subscription_count() > 0 and self.speed_pub.get_subscription_count() > 0 and recorder
+        ours = self.image_pub.get_subscription_count() > 0 and self.speed_pub.get_subscription_count() > 0
+        return ours and self.node_matched and recorder
 
     def _publish(self, obs) -> None:
         # stamps are simulation time, as the ros-bridge stamps them in synchronous mode; split whole

@@ -57,6 +57,9 @@ def _stamp_s(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
+STATUS_NAME = "metasteer: steering"  # its /diagnostics status (the embedded bridge reads it to know the node hears it)
+
+
 def default_log_path() -> Path:
     """A directory per run under ROS's log directory (``ROS_LOG_DIR``, else ``~/.ros/log``), not the cwd."""
     root = Path(os.environ.get("ROS_LOG_DIR") or Path(os.environ.get("ROS_HOME", Path.home() / ".ros")) / "log")
@@ -85,8 +88,8 @@ class SteeringNode(Node):
             post_callback=self.on_clock_jump)
         self.control_pub = self.create_publisher(self.iface.control_type, p["control_topic"] or f"{base}/vehicle_control_cmd", 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(Image, p["camera_topic"] or f"{base}/{p['camera']}/image", self.on_image, CAMERA_QOS)
-        self.create_subscription(Float32, p["speedometer_topic"] or f"{base}/speedometer", lambda m: self.core.on_speed(m.data), 10)
+        self.camera_sub = self.create_subscription(Image, p["camera_topic"] or f"{base}/{p['camera']}/image", self.on_image, CAMERA_QOS)
+        self.speed_sub = self.create_subscription(Float32, p["speedometer_topic"] or f"{base}/speedometer", lambda m: self.core.on_speed(m.data), 10)
         self.create_subscription(self.iface.collision_type, p["collision_topic"] or f"{base}/collision", self.on_collision, 10)
         self.create_subscription(self.iface.lane_type, p["lane_invasion_topic"] or f"{base}/lane_invasion", self.on_lane_invasion, 10)
         self.create_timer(p["watchdog_period_s"], self.on_watchdog, clock=self.steady)
@@ -191,9 +194,12 @@ class SteeringNode(Node):
         summary = self.log.summary()
         values["infractions"] = str(sum(v["infractions"] for v in summary.values()))
         values["clock_jumps"] = str(self.log.clock_jumps)
+        # publishers this node's readers have matched: DDS drops what a writer sends before that
+        values["camera_publishers"] = str(self.camera_sub.get_publisher_count())
+        values["speedometer_publishers"] = str(self.speed_sub.get_publisher_count())
         s = self.core.stats
         level = DiagnosticStatus.ERROR if self.core.policy is None else DiagnosticStatus.WARN if (s.malformed or s.stale or s.non_finite) else DiagnosticStatus.OK
-        status = DiagnosticStatus(level=level, name="metasteer: steering", hardware_id=values["model_id"],
+        status = DiagnosticStatus(level=level, name=STATUS_NAME, hardware_id=values["model_id"],
                                   message={DiagnosticStatus.OK: "driving", DiagnosticStatus.WARN: "driving; frames dropped",
                                            DiagnosticStatus.ERROR: "no model"}[level],
                                   values=[KeyValue(key=k, value=v) for k, v in values.items()])
