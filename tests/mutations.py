@@ -29,7 +29,7 @@ class Mutation:
     old: str  # exact text, once in the file
     new: str
     tests: tuple[str, ...]  # pytest node ids that must fail
-    slow: bool = False  # runs the quick pipeline (~10 min on 2 cores)
+    slow: bool = False  # runs the quick pipeline or a study (~10 min on 2 cores)
 
 
 MUTATIONS = (
@@ -37,10 +37,29 @@ MUTATIONS = (
              "ckpt = load(self.checkpoint_path) if resume and self.checkpoint_path.exists() else None", "ckpt = None",
              ("tests/test_train.py::test_killed_training_resumes_where_it_stopped_to_the_same_numbers",
               "tests/test_train.py::test_a_killed_online_run_resumes_where_it_stopped_to_the_same_numbers")),
+    Mutation("the meta phase ignores its checkpoint (phi's optimiser, samplers)", "training/fit.py",
+             "        if ckpt:\n            trainer.load_state_dict(", "        if False:\n            trainer.load_state_dict(",
+             ("tests/test_train.py::test_killed_training_resumes_where_it_stopped_to_the_same_numbers[meta]",)),
+    Mutation("the fit phase ignores its checkpoint (model, optimiser, samplers)", "training/fit.py",
+             "        if ckpt:\n            model.load_state_dict(", "        if False:\n            model.load_state_dict(",
+             ("tests/test_train.py::test_killed_training_resumes_where_it_stopped_to_the_same_numbers[fit]",
+              "tests/test_train.py::test_a_killed_online_run_resumes_where_it_stopped_to_the_same_numbers")),
+    Mutation("an online run's resume forgets phi's optimiser", "training/fit.py", 'phi.opt.load_state_dict(ckpt["phi_opt"])', "pass",
+             ("tests/test_train.py::test_a_killed_online_run_resumes_where_it_stopped_to_the_same_numbers",)),
     Mutation("no isfinite guard on the model's steer", "training/evaluate.py", "        if not math.isfinite(steer):\n",
              "        if False:\n", ("tests/test_compare.py::test_a_model_that_outputs_nan_brakes_to_a_standstill_on_the_road",)),
     Mutation("compare reuse ignores the route settings", "training/compare.py", 'same = (held["config"] == asdict(cfg) and ', "same = (",
              ("tests/test_compare.py::test_compare_pairs_any_two_models_and_reuses_a_saved_result_only_for_the_same_models",)),
+    Mutation("compare reuse ignores the world backend", "training/compare.py", 'held["world"] == world_cfg.world and ', "",
+             ("tests/test_compare.py::test_compare_pairs_any_two_models_and_reuses_a_saved_result_only_for_the_same_models",)),
+    Mutation("compare reuse ignores the rare-scene rate", "training/compare.py", 'held["abnormal_rate"] == world_cfg.abnormal_rate\n', "True\n",
+             ("tests/test_compare.py::test_compare_pairs_any_two_models_and_reuses_a_saved_result_only_for_the_same_models",)),
+    Mutation("compare reuse ignores the cruise speed", "training/compare.py",
+             'held.get("target_speed_mps", DEFAULT_SPEED_MPS) == world_cfg.target_speed_mps', "True", ("tests/test_compare.py::test_compare_pairs_any_two_models_and_reuses_a_saved_result_only_for_the_same_models",)),
+    Mutation("compare reuse ignores the model names", "training/compare.py", 'list(held["models"]) == names and ', "", ("tests/test_compare.py::test_compare_pairs_any_two_models_and_reuses_a_saved_result_only_for_the_same_models",)),
+    Mutation("compare reuse ignores the extra pairs", "training/compare.py", 'held.get("against", {}) == against)', "True)", ("tests/test_compare.py::test_compare_pairs_any_two_models_and_reuses_a_saved_result_only_for_the_same_models",)),
+    Mutation("compare reuse ignores the models' bytes", "training/compare.py",
+             'all(held["models"][n].get("source_sha256") == source_sha256(m) for n, m in zip(names, models))', "True", ("tests/test_compare.py::test_compare_pairs_any_two_models_and_reuses_a_saved_result_only_for_the_same_models",)),
     Mutation("targets: an unknown value counts as met", "training/pipeline.py",
              '"learned_normal_road_met": None not in (nipkm["learned"], nipkm["mse"]) and nipkm["learned"] <= nipkm["mse"]}',
              '"learned_normal_road_met": None in (nipkm["learned"], nipkm["mse"]) or nipkm["learned"] <= nipkm["mse"]}',
@@ -51,6 +70,17 @@ MUTATIONS = (
     Mutation("choose ranks finalists by their trial routes only", "training/pipeline.py", 'key=lambda k: scores[k]["pooled"]',
              'key=lambda k: scores[k]["trial_routes"]',
              ("tests/test_pipeline_choice.py::test_choose_pools_trial_and_fresh_routes_and_keeps_the_learned_loss_only_when_it_beats_mse",)),
+    Mutation("DAgger kept when its paired check is unknown", "training/pipeline.py",
+             'keep = diff["diff"] is not None and diff["diff"] > 0', 'keep = diff["diff"] is None or diff["diff"] > 0', ("tests/test_pipeline_choice.py::test_dagger_is_not_kept_unless_it_passed_more_rare_scenes_paired",)),
+    Mutation("DAgger kept on a tie", "training/pipeline.py",
+             'keep = diff["diff"] is not None and diff["diff"] > 0', 'keep = diff["diff"] is not None and diff["diff"] >= 0', ("tests/test_pipeline_choice.py::test_dagger_is_not_kept_unless_it_passed_more_rare_scenes_paired",)),
+    Mutation("kept DAgger: the trials still start from the MSE model", "training/pipeline.py",
+             '            start = Path(dag["final"])\n', "            pass\n", ("tests/test_pipeline_choice.py::test_dagger_is_kept_when_it_passed_more_rare_scenes_paired_and_the_trials_start_from_it",)),
+    Mutation("kept DAgger: the trials train without its rounds' data", "training/pipeline.py",
+             'train_data = [data] + [out / "dagger"', 'train_data = [data] + 0 * [out / "dagger"', ("tests/test_pipeline_choice.py::test_dagger_is_kept_when_it_passed_more_rare_scenes_paired_and_the_trials_start_from_it",)),
+    Mutation("a DAgger round records its finished shards again", "training/dagger.py",
+             '            if not shard_paths(out, k)["marker"].exists()]', "            ]",
+             ("tests/test_dagger.py::test_a_finished_round_is_not_recorded_again",)),
     Mutation("DAgger re-runs a finished round's training", "training/fit.py",
              "return json.loads(done.read_text()) if done.exists() else", "return json.loads(done.read_text()) if False else",
              ("tests/test_dagger.py::test_dagger_command_runs_rounds_and_fine_tunes_from_the_policy",)),
@@ -68,6 +98,11 @@ MUTATIONS = (
              ("tests/test_node_faults.py::test_the_watchdog_brakes_before_the_first_frame",)),
     Mutation("negative steer not clamped", "metasteer/steering.py", "max(-1.0, min(1.0, steer))", "min(1.0, steer)",
              ("tests/test_node_faults.py::test_a_negative_out_of_range_steer_is_clamped_to_full_left",)),
+    Mutation("the node's inference_threads never reach its onnxruntime session", "metasteer/nodes/steering_node.py",
+             ', threads=p["inference_threads"])', ")",
+             ("tests/test_ros.py::test_node_latency_bench_measures_the_node_against_an_echo_of_the_same_transport",)),
+    Mutation("tune forgets its finished trials on resume", "training/tune/tuner.py", "proposed, finished = self.records()",
+             "proposed, finished = {}, {}", ("tests/test_tune.py::test_killed_tuner_resumes_without_rerunning_finished_trials",)),
     Mutation("tune runs no Sobol baseline", "training/tune/tuner.py", "    if baseline:\n", "    if False:\n",
              ("tests/test_tune.py::test_the_sobol_baseline_runs_the_same_budget_from_the_same_first_points",)),
     Mutation("closed-loop trials drive the evaluation routes", "training/tune/objectives.py", 'workers=1, split="tune",', 'workers=1, split="eval",',
@@ -78,9 +113,11 @@ MUTATIONS = (
     Mutation("a model path's file kind not checked", "training/cli.py", 'if (path.is_file() and path.suffix == ".onnx") or _is_run(path):', "if True:",
              ("tests/test_cli_options.py::test_every_path_option_names_a_wrong_kind_of_file", "tests/test_cli_options.py::test_the_reported_cases")),
     Mutation("pipeline re-drives the held-out comparison on resume", "training/pipeline.py",
-             'out / "compare" / "rare", names=list(NAMES), progress=progress, against=PAIRED, reuse=True)',
-             'out / "compare" / "rare", names=list(NAMES), progress=progress, against=PAIRED, reuse=False)',
+             'out / "compare" / "rare", names=list(NAMES), progress=progress, against=PAIRED, reuse=True,\n',
+             'out / "compare" / "rare", names=list(NAMES), progress=progress, against=PAIRED, reuse=False,\n',
              ("tests/test_pipeline.py::test_a_pipeline_killed_in_the_export_stage_resumes_without_redoing_finished_stages",), slow=True),
+    Mutation("a resumed study runs its finished seeds again", "training/study.py", "        if not done.exists():\n", "        if True:\n",
+             ("tests/test_study.py::test_a_study_killed_during_seed_2_resumes_without_redoing_seed_1",), slow=True),
 )
 
 
@@ -91,6 +128,16 @@ def _copy_of_head(into: Path) -> None:
         fh.seek(0)
         with tarfile.open(fileobj=fh) as tar:
             tar.extractall(into, filter="data")
+
+
+def _outcome(returncode: int, stdout: str) -> str:
+    """``failed``: a test ran and failed; a setup error (a fixture, an import) is no evidence and is reported as such."""
+    if returncode == 0:
+        return "passed"
+    if returncode == 1 and any(line.startswith("FAILED ") for line in stdout.splitlines()):
+        return "failed"
+    errors = [line for line in stdout.splitlines() if line.startswith("ERROR ")]
+    return f"error (exit {returncode}){': ' + errors[0][:200] if errors else ''}"
 
 
 def run(m: Mutation) -> dict:
@@ -106,9 +153,9 @@ def run(m: Mutation) -> dict:
         env = dict(os.environ, PYTHONPATH=str(copy))  # the copy's packages before the editable install's
         outcome, start = {}, time.perf_counter()
         for test in m.tests:
-            res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", test], cwd=copy, env=env,
+            res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-rfE", "-p", "no:cacheprovider", test], cwd=copy, env=env,
                                  capture_output=True, text=True)
-            outcome[test] = "failed" if res.returncode == 1 else "passed" if res.returncode == 0 else f"error (exit {res.returncode})"
+            outcome[test] = _outcome(res.returncode, res.stdout)
         return {"mutation": m.name, "file": m.path, "applied": True, "killed": all(v == "failed" for v in outcome.values()),
                 "tests": outcome, "seconds": round(time.perf_counter() - start, 1)}
 
@@ -116,7 +163,7 @@ def run(m: Mutation) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", default=None, help="mutation names (substrings) to run")
-    parser.add_argument("--skip-slow", action="store_true", help="leave out the mutations that run the quick pipeline")
+    parser.add_argument("--skip-slow", action="store_true", help="leave out the slow mutations (the quick pipeline, a study)")
     parser.add_argument("--json", action="store_true", help="print the table as one JSON object (last line)")
     args = parser.parse_args(argv)
     chosen = [m for m in MUTATIONS if (args.only is None or any(o in m.name for o in args.only)) and not (args.skip_slow and m.slow)]

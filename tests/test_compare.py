@@ -173,11 +173,15 @@ def test_compare_pairs_any_two_models_and_reuses_a_saved_result_only_for_the_sam
     again = compare(models, world, cfg, tmp_path / "out", reuse=True, **request)
     assert again["models"]["c"]["paired_diff_vs"] == json.loads(json.dumps(first["models"]["c"]["paired_diff_vs"]))
     for other_world, other_cfg in ((world, replace(cfg, episodes=3)), (world, replace(cfg, seed=5)), (world, replace(cfg, max_time_s=21.0)),
-                                   (world, replace(cfg, split="tune")), (replace(world, abnormal_rate=0.2), cfg)):
+                                   (world, replace(cfg, split="tune")), (world, replace(cfg, actuation_delay_ticks=1)),
+                                   (replace(world, abnormal_rate=0.2), cfg), (replace(world, world="carla"), cfg),
+                                   (replace(world, target_speed_mps=9.0), cfg)):
         with pytest.raises(AssertionError, match="drove again"):
             compare(models, other_world, other_cfg, tmp_path / "out", reuse=True, **request)
     with pytest.raises(AssertionError, match="drove again"):  # the same models, another extra pair
         compare(models, world, cfg, tmp_path / "out", reuse=True, **(request | {"against": {}}))
+    with pytest.raises(AssertionError, match="drove again"):  # the same models under other names
+        compare(models, world, cfg, tmp_path / "out", reuse=True, **(request | {"names": ["x", "b", "c"]}))
     shutil.copy(models[1], models[2])  # another model under the same name: judged anew
     with pytest.raises(AssertionError, match="drove again"):
         compare(models, world, cfg, tmp_path / "out", reuse=True, **request)

@@ -1,5 +1,5 @@
-"""The pipeline's decisions on their own, by hand: which finalists ship (``choose``) and which targets are
-met (``targets``). The searches' trial logs and trial results are written here; the re-drive on fresh
+"""The pipeline's decisions on their own, by hand: whether DAgger is kept (``train_base``), which finalists
+ship (``choose``) and which targets are met (``targets``). The searches' trial logs and trial results are written here; the re-drive on fresh
 routes is a given table (driving is tested in test_compare and end to end in test_pipeline)."""
 
 import json
@@ -99,3 +99,44 @@ def test_targets_are_not_met_when_a_value_is_unknown(unknown):
     assert not t["learned_half_mse_failures_met"] and not t["learned_not_worse_than_oversample_met"]
     t = targets(_report(fail, nipkm | {unknown: None}))
     assert t["learned_normal_road_met"] is False
+
+
+def _base(tmp_path, monkeypatch, dagger_diff: float | None) -> tuple[dict, list]:
+    """``train_base`` with its training, DAgger rounds and comparison given: the MSE run trains (recorded),
+    two DAgger rounds finish in ``final``, and the paired check on tuning routes answers ``dagger_diff``."""
+    import training.dagger
+    import training.fit
+    from training.pipeline import PipelineConfig, train_base
+
+    trained, compared = [], []
+    monkeypatch.setattr(training.fit, "train_once", lambda out, *args, **kwargs: trained.append(Path(out)))
+    final = tmp_path / "dagger" / "round-2" / "run"
+    monkeypatch.setattr(training.dagger, "dagger", lambda out, start, data, *args, **kwargs: {
+        "final": str(final), "rounds": [{"round": 1}, {"round": 2}]})
+
+    def check(models, world, cfg, out_dir, names, progress, reuse):
+        compared.append({"models": [Path(m) for m in models], "split": cfg.split, "names": names, "abnormal_rate": world.abnormal_rate})
+        return {"models": {"without": {"pass_rate": _rare(5, 10)},
+                           "with": {"pass_rate": _rare(6, 10), "paired_diff": {"pass_rate_rare": {"diff": dagger_diff, "ci95": None}}}}}
+
+    monkeypatch.setattr(comparing, "compare", check)
+    n = {"steps": 10, "dagger_rounds": 2, "dagger_routes": 2, "dagger_steps": 5, "tune_episodes": 4, "max_time_s": 20.0}
+    base = train_base(tmp_path, tmp_path / "train", tmp_path / "meta", WorldConfig(), PipelineConfig(), n, {}, progress=False)
+    assert trained == [tmp_path / "runs" / "mse"]
+    assert compared == [{"models": [tmp_path / "runs" / "mse", final], "split": "tune", "names": ["without", "with"],
+                         "abnormal_rate": PipelineConfig().eval_abnormal_rate}]  # MSE without vs with DAgger, tuning routes
+    return base, compared
+
+
+def test_dagger_is_kept_when_it_passed_more_rare_scenes_paired_and_the_trials_start_from_it(tmp_path, monkeypatch):
+    base, _ = _base(tmp_path, monkeypatch, dagger_diff=0.1)
+    assert base["decision"]["kept"] and base["start"] == str(tmp_path / "dagger" / "round-2" / "run")
+    assert base["data"] == [str(tmp_path / "train")] + [str(tmp_path / "dagger" / f"round-{r}" / "data") for r in (1, 2)]
+
+
+@pytest.mark.parametrize("diff", [0.0, -0.1, None])
+def test_dagger_is_not_kept_unless_it_passed_more_rare_scenes_paired(tmp_path, monkeypatch, diff):
+    """A tie, fewer scenes passed, or no rare scene reached (unknown): the trials start from MSE on the collected data."""
+    base, _ = _base(tmp_path, monkeypatch, dagger_diff=diff)
+    assert base["decision"]["kept"] is False and base["decision"]["paired_diff"]["diff"] == diff
+    assert base["start"] == str(tmp_path / "runs" / "mse") and base["data"] == [str(tmp_path / "train")]

@@ -31,6 +31,7 @@ from training.figures import pyplot
 
 PASS_AFTER_S = 2.0  # the ego has passed the scene this long after its last frame
 MERGE_GAP_S = 1.0  # same-category frames closer than this are one encounter
+DEFAULT_SPEED_MPS = WorldConfig().target_speed_mps  # a saved result without its cruise speed was driven at this one
 ROUTE_KEYS = ("route_completion", "driving_score", "time_without_infractions_s")
 GROUPS = RARE_CATEGORIES + ("rare",)
 BOOTSTRAP_SAMPLES = 2000
@@ -148,6 +149,7 @@ def saved_comparison(out_dir: Path | None, names: list[str], models: list[str | 
         return None
     held = json.loads((Path(out_dir) / "compare.json").read_text())
     same = (held["config"] == asdict(cfg) and held["world"] == world_cfg.world and held["abnormal_rate"] == world_cfg.abnormal_rate
+            and held.get("target_speed_mps", DEFAULT_SPEED_MPS) == world_cfg.target_speed_mps
             and list(held["models"]) == names and held.get("against", {}) == against)
     return held if same and all(held["models"][n].get("source_sha256") == source_sha256(m) for n, m in zip(names, models)) else None
 
@@ -182,7 +184,8 @@ def compare(models: list[str | Path], world_cfg: WorldConfig, cfg: EvalConfig, o
             from training.scenarios import scenario_compare  # it imports this module
 
             replayed = scenario_compare(paths, names, world_cfg, cfg, against, progress)
-    result: dict = {"world": world_cfg.world, "abnormal_rate": world_cfg.abnormal_rate, "config": asdict(cfg),
+    result: dict = {"world": world_cfg.world, "abnormal_rate": world_cfg.abnormal_rate, "target_speed_mps": world_cfg.target_speed_mps,
+                    "config": asdict(cfg),
                     "routes": [e["seed"] for e in per_model[0]], "against": against, "models": {}}
     tables = []
     for name, model, model_id, episodes in zip(names, models, ids, per_model):

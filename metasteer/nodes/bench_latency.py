@@ -4,7 +4,8 @@ The steering node runs as its own process; this process publishes 800x600 bgra8 
 bridge's QoS (reliable, depth 10) at 20 Hz and then at rising rates, and matches each control
 command to its frame by the header stamp the node copies. Reports latency percentiles, the share of
 frames answered, the highest rate still answered at >= 99 %, and the node's own inference time at 20 Hz
-and over the rate sweep (the node's window: its last 500 frames).
+and over the rate sweep (the node's window: its last 500 frames), its own frame counters after the 20 Hz
+run and the intra-op threads its onnxruntime session was built with (from its ``/diagnostics``).
 An echo node (``echo_node``: same transport and QoS, replies at once) gets 20 Hz of the same frames
 interleaved with the steering node's (the same conditions; back to back, the transport alone varied
 2.8-5.3 ms p50 between runs), so ``overhead_p50_ms`` is what the steering node adds to the transport.
@@ -26,6 +27,7 @@ from metasteer.nodes.launching import ros_env, start, stop
 
 CAMERA_TOPIC, CONTROL_TOPIC = "/carla/ego_vehicle/rgb_front/image", "/carla/ego_vehicle/vehicle_control_cmd"
 ECHO_IMAGE_TOPIC, ECHO_REPLY_TOPIC = "/metasteer_bench/echo/image", "/metasteer_bench/echo/reply"
+WARMUP_FRAMES = 20  # to each node at 20 Hz before anything is measured
 
 
 @dataclass
@@ -127,7 +129,7 @@ def bench_node_latency(model: Path, frames: int = 200, rates: tuple[float, ...] 
                            env, stdout=log, stderr=subprocess.STDOUT))
         echo.wait_for_subscriber(ECHO_IMAGE_TOPIC)
         steer.wait_for_subscriber(CAMERA_TOPIC)
-        _stream([echo, steer], 20, 20, payload)  # warm-up
+        _stream([echo, steer], 20, WARMUP_FRAMES, payload)
         transport, at20 = _stream([echo, steer], 20, frames, payload)  # the same conditions for both
         values20 = _fresh_diagnostics(node, diag)  # the node's window (500 frames) holds only 20 Hz frames here
         runs = [at20] + [_stream([steer], r, frames, payload)[0] for r in rates if r != 20]
@@ -147,6 +149,9 @@ def bench_node_latency(model: Path, frames: int = 200, rates: tuple[float, ...] 
             "inference_p50_ms": float(values.get("inference_p50_ms", "nan")), "inference_p99_ms": float(values.get("inference_p99_ms", "nan")),
             "inference_20hz_p50_ms": float(values20.get("inference_p50_ms", "nan")), "inference_20hz_p99_ms": float(values20.get("inference_p99_ms", "nan")),
             "node_stamp_to_answer_p50_ms": float(values.get("end_to_end_p50_ms", "nan")),  # the node's own view: frame stamp -> command ready
+            # the node's own counters after the 20 Hz run (warm-up included) and the threads its onnxruntime session runs with
+            "node_at_20hz": {k: int(values20[k]) for k in ("frames", "answered", "stale", "malformed") if k in values20},
+            "node_inference_threads": int(values["inference_threads"]) if values.get("inference_threads", "none").isdigit() else None,
             "runs": runs, "transport": transport, "interface": iface.name, "inference_threads": threads, "frame": "800x600 bgra8", "publisher_qos": "reliable, keep-last 10 (carla-ros-bridge)",
             "fastdds_profile": env.get("FASTRTPS_DEFAULT_PROFILES_FILE")}
 
