@@ -148,16 +148,17 @@ def run(m: Mutation) -> dict:
         target = copy / m.path
         text = target.read_text()
         if text.count(m.old) != 1:
-            return {"mutation": m.name, "file": m.path, "applied": False, "killed": False, "tests": {}, "seconds": 0.0}
+            return {"mutation": m.name, "file": m.path, "applied": False, "killed": False, "tests": {}, "why": {}, "seconds": 0.0}
         target.write_text(text.replace(m.old, m.new))
         env = dict(os.environ, PYTHONPATH=str(copy))  # the copy's packages before the editable install's
-        outcome, start = {}, time.perf_counter()
+        outcome, why, start = {}, {}, time.perf_counter()
         for test in m.tests:
             res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-rfE", "-p", "no:cacheprovider", test], cwd=copy, env=env,
                                  capture_output=True, text=True)
             outcome[test] = _outcome(res.returncode, res.stdout)
+            why[test] = next((line[:300] for line in res.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))), "")
         return {"mutation": m.name, "file": m.path, "applied": True, "killed": all(v == "failed" for v in outcome.values()),
-                "tests": outcome, "seconds": round(time.perf_counter() - start, 1)}
+                "tests": outcome, "why": why, "seconds": round(time.perf_counter() - start, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,10 +47,11 @@ def test_states_the_policy_visits_are_labelled_with_the_expert_steering(tmp_path
 def test_a_finished_round_is_not_recorded_again(tmp_path):
     policy_path = constant_steer_model(tmp_path / "steady.onnx", -0.2)
     cfg = DaggerConfig(routes=2, routes_per_shard=1, workers=1)
-    record_round(tmp_path / "round", policy_path, WorldConfig(), cfg, 1, progress=False)
-    stamps = [shard_paths(tmp_path / "round", k)["images"].stat().st_mtime_ns for k in range(2)]
-    record_round(tmp_path / "round", policy_path, WorldConfig(), cfg, 1, progress=False)
-    assert [shard_paths(tmp_path / "round", k)["images"].stat().st_mtime_ns for k in range(2)] == stamps
+    first = record_round(tmp_path / "round", policy_path, WorldConfig(), cfg, 1, progress=False)
+    stamps = file_stamps(tmp_path / "round")
+    assert all(shard_paths(tmp_path / "round", k)["images"].relative_to(tmp_path / "round").as_posix() in stamps for k in range(2))
+    assert record_round(tmp_path / "round", policy_path, WorldConfig(), cfg, 1, progress=False) == first
+    assert file_stamps(tmp_path / "round") == stamps  # no file rewritten, not even atomically (mtime and inode)
     with pytest.raises(Exception, match="different request"):
         record_round(tmp_path / "round", policy_path, WorldConfig(), replace(cfg, record_every=3), 1, progress=False)
 
