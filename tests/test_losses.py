@@ -114,8 +114,16 @@ def test_balanced_mse_learns_its_noise_scale():
 
 @pytest.mark.parametrize("name", LOSSES)
 def test_every_loss_is_selectable_by_name_and_trains(name):
+    """Every loss on frames as ``--labels full`` shows them: scene features, then the log columns."""
+    from training.data.label_view import LOG_COLUMNS, label_history
+
     y, extra = _data(64)
-    loss = make_loss(LossSpec(loss=name, features="ped_present,curvature_ahead_1pm,abnormal"), NAMES, y.numpy(), extra.numpy())
+    g = np.random.default_rng(1)
+    logged = np.column_stack([g.random(64) * 10, np.arange(64) * 0.2, g.random(64) * 60,
+                              label_history(y.numpy(), np.zeros(64, dtype=np.int64)), np.arange(64)]).astype(np.float32)
+    extra = torch.cat([extra, torch.from_numpy(logged)], dim=1)
+    loss = make_loss(LossSpec(loss=name, features="ped_present,curvature_ahead_1pm,abnormal"), NAMES + list(LOG_COLUMNS), y.numpy(),
+                     extra.numpy())
     torch.manual_seed(0)
     model = PilotNet(PilotNetConfig(width_mult=0.25))
     x = torch.randn(64, 3, 66, 200)

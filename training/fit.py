@@ -28,12 +28,13 @@ from metasteer.preprocess import PreprocessSpec
 from training.checkpoint import load, save_atomic
 from training.data.arrays import ArraySet, Sampler, episode_subset, split_by_episode
 from training.data.dataset import DrivingDataset
+from training.data.label_view import LABELS, LabelView
 from training.device import resolve_device
 from training.evaluate_offline import offline_metrics, predict
 from training.files import claim_request
 from training.losses import LEARNED, LossSpec, make_loss
 from training.meta.trainer import MetaConfig, MetaTrainer, PhiUpdater, emphasised_mse
-from training.models import PilotNet, PilotNetConfig
+from training.models import PilotNet, PilotNetConfig, penultimate_width
 from training.models.io import load_model
 
 
@@ -65,6 +66,9 @@ class TrainConfig:
     linear_layers: int = field(default=4, metadata={"range": (1, 4), "help": "PilotNet linear layers (1-4)"})
     activation: str = field(default="elu", metadata={"help": "PilotNet activation", "choices": ("elu", "relu")})
     meta_conv_layers: int = field(default=0, metadata={"range": (0, 5), "help": "conv layers of the model used while meta-training (0: same)"})
+    labels: str = field(default="full", metadata={"help": "what training frames show the loss and sampler: full (scene features, "
+                                                          "categories) or meta-only (a car's log; labels on the meta set only)",
+                                                  "choices": LABELS})
 
     def arch(self, spec: PreprocessSpec, meta: bool = False) -> PilotNetConfig:
         """The model for inputs of ``spec``'s size (``meta``: the one used while meta-training)."""
@@ -162,10 +166,12 @@ class Run:
         chosen = episode_subset(episode, cfg.episode_fraction) if cfg.episode_fraction < 1.0 else np.arange(len(episode))
         fractions = {"val": cfg.val_fraction} | ({} if meta_data else {"meta": cfg.meta_fraction})
         splits = {k: chosen[v] for k, v in split_by_episode(episode[chosen], fractions, cfg.seed).items()}
-        self.train, self.val = ArraySet.gather(datasets, splits["train"]), ArraySet.gather(datasets, splits["val"])
+        self.view = LabelView(cfg.labels)
+        self.train, self.val = self.view.training(ArraySet.gather(datasets, splits["train"])), ArraySet.gather(datasets, splits["val"])
         self.meta = ArraySet.load(DrivingDataset(meta_data)) if meta_data else ArraySet.gather(datasets, splits["meta"])
         torch.manual_seed(cfg.seed)  # the learned loss's initial phi
-        self.loss = make_loss(spec, self.train.feature_names, self.train.y, self.train.extra).to(self.device)
+        self.loss = make_loss(spec, self.train.feature_names, self.train.y, self.train.extra,
+                              penultimate=penultimate_width(cfg.arch(self.input))).to(self.device)
         self.learned = spec.loss in LEARNED
         self.online = self.learned and meta.schedule == "online"
         self.phases = (["meta"] if self.learned and not self.online else []) + ["fit"]
@@ -174,6 +180,8 @@ class Run:
         torch.manual_seed(seed)
         arch = self.cfg.arch(self.input, meta)
         model = PilotNet(arch)
+        if hasattr(self.loss, "watch"):  # a loss that reads the model's penultimate features
+            self.loss.watch(model)
         if self.cfg.init_from and not meta:
             start, info = load_model(self.cfg.init_from)
             if PilotNetConfig(**info["arch"]) != arch:
@@ -213,13 +221,13 @@ class Run:
                     self.checkpoint_path)
 
     def _task_loss(self):
-        abnormal_col = self.train.feature_names.index("abnormal") if "abnormal" in self.train.feature_names else None
+        abnormal_col = self.meta.feature_names.index("abnormal") if "abnormal" in self.meta.feature_names else None
         return emphasised_mse(abnormal_col, self.meta_cfg.abnormal_emphasis)
 
     def _meta_phase(self, state: _State, ckpt: dict | None, progress: bool) -> None:
         cfg = self.cfg
         trainer = MetaTrainer(lambda seed: self.model_factory(seed, meta=True), self.loss, self._task_loss(), self.meta_cfg, seed=cfg.seed + 1)
-        train_s = Sampler(self.train.abnormal, cfg.batch_size, cfg.seed + 2)
+        train_s = self.view.sampler(self.train, cfg.batch_size, cfg.seed + 2, 0.0)
         meta_s = Sampler(self.meta.abnormal, cfg.meta_batch_size, cfg.seed + 3, cfg.meta_abnormal_fraction)
         if ckpt:
             trainer.load_state_dict(ckpt["meta_trainer"])
@@ -241,6 +249,14 @@ class Run:
         for p in self.loss.parameters():
             p.requires_grad_(False)  # meta-test: the loss is frozen from here on
 
+    def _train_sampler(self, model: torch.nn.Module, seed: int):
+        """The view's sampler, or the loss's own when it draws batches by its learned scores of ``model``'s frames."""
+        if getattr(self.loss, "draws_batches", False):
+            if self.cfg.rare_fraction:
+                raise ValueError("the loss draws batches by its learned scores; --rare-fraction would draw them by category")
+            return self.loss.sampler(model, self.train, self.cfg.batch_size, seed, self.device)
+        return self.view.sampler(self.train, self.cfg.batch_size, seed, self.cfg.rare_fraction)
+
     def _fit_phase(self, state: _State, ckpt: dict | None, progress: bool) -> torch.nn.Module:
         cfg = self.cfg
         if self.learned and not self.online:
@@ -249,12 +265,12 @@ class Run:
         model = self.model_factory(cfg.seed + 10_000)  # a fresh model: the meta-test protocol
         params = list(model.parameters()) + ([] if self.online else [p for p in self.loss.parameters() if p.requires_grad])
         opt = torch.optim.Adam(params, lr=cfg.lr)
-        sampler = Sampler(self.train.abnormal, cfg.batch_size, cfg.seed + 4, cfg.rare_fraction or None)
+        sampler = self._train_sampler(model, cfg.seed + 4)
         samplers = {"sampler": sampler}
         if self.online:
             phi = PhiUpdater(self.loss, self._task_loss(), self.meta_cfg)
             samplers["meta_sampler"] = Sampler(self.meta.abnormal, cfg.meta_batch_size, cfg.seed + 3, cfg.meta_abnormal_fraction)
-            samplers["unroll_sampler"] = Sampler(self.train.abnormal, cfg.batch_size, cfg.seed + 5, cfg.rare_fraction or None)
+            samplers["unroll_sampler"] = self._train_sampler(model, cfg.seed + 5)
         self.best = BestSnapshot()
         if ckpt:
             model.load_state_dict(ckpt["model"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -60,8 +60,9 @@ class Frames:
 @dataclass
 class ArraySet:
     """Frames (N, H, W, 3) uint8 BGR bands (an array, or ``Frames`` read from the shards), labels (N,), extra =
-    scene features (N, F; the dataset's, then ``CATEGORY_FEATURES``), categories, and the episode of each frame.
-    Frames stay uint8 (on disk, in RAM or on the GPU) until a batch is drawn."""
+    scene features (N, F; the dataset's, then ``CATEGORY_FEATURES``), categories, the episode of each frame, and
+    ``log``: what a car's log also holds (``time_s``; ``next_infraction_s``, NaN where none follows or none was
+    recorded). Frames stay uint8 (on disk, in RAM or on the GPU) until a batch is drawn."""
 
     images: np.ndarray | Frames
     y: np.ndarray
@@ -69,6 +70,7 @@ class ArraySet:
     category: np.ndarray
     feature_names: list[str]
     episode: np.ndarray
+    log: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._resident: dict[str, dict[str, torch.Tensor]] = {}  # device -> tensors there
@@ -133,8 +135,10 @@ class ArraySet:
             return out
         category = column(lambda d: d.columns["category"].astype(object)).astype(str)
         onehots = np.stack([category == c for c in RARE_CATEGORIES], axis=1).astype(np.float32)
+        log = {"time_s": column(lambda d: d.columns["time_s"].astype(np.float64)),
+               "next_infraction_s": column(lambda d: d.columns.get("next_infraction_s", np.full(len(d), np.nan)).astype(np.float64))}
         return cls(images, column(lambda d: d.steer), np.concatenate([column(lambda d: d.features()), onehots], axis=1), category,
-                   names + list(CATEGORY_FEATURES), column(lambda d: d.columns["episode_seed"].astype(np.int64)))
+                   names + list(CATEGORY_FEATURES), column(lambda d: d.columns["episode_seed"].astype(np.int64)), log)
 
 
 def episode_subset(episode: np.ndarray, fraction: float) -> np.ndarray:

@@ -97,22 +97,32 @@ def event_gap_frames(record_every: int) -> int:
     return max(1, round(1.0 / (FIXED_DELTA_S * record_every)))
 
 
+def next_onset_s(times_s: list[float], onsets_s: list[float]) -> np.ndarray:
+    """For each frame time, the first infraction onset at or after it in the same episode (NaN where none):
+    a fleet log's record of when the car failed, from which a frame's time to failure follows."""
+    onsets = np.sort(np.asarray(onsets_s, dtype=np.float64))
+    at = np.searchsorted(onsets, np.asarray(times_s, dtype=np.float64), side="left")
+    return np.where(at < len(onsets), onsets[np.minimum(at, len(onsets) - 1)] if len(onsets) else np.nan, np.nan)
+
+
 def record_episodes(world_cfg: WorldConfig, driver: Driver, seeds: Iterable[int], record_every: int,
                     n_frames: int | None = None) -> tuple[np.ndarray, pa.Table]:
     """Drive one episode per seed (stopping once ``n_frames`` frames are kept, if given); one frame
-    every ``record_every`` steps, labelled with the expert's command for that state."""
+    every ``record_every`` steps, labelled with the expert's command for that state, with the time of the
+    episode's next infraction onset (``next_infraction_s``, NaN where none follows)."""
     images: list[np.ndarray] = []
     rows: dict[str, list] = {k: [] for k in ("episode_seed", "step", "time_s", "steer", "steer_executed",
                                                "throttle", "brake", "route_completion", "category")}
     for name in SceneFeatures.names():
         rows[name] = []
+    rows["next_infraction_s"] = []
     with make_world(world_cfg) as world:
         for ep_seed in seeds:
             if n_frames is not None and len(images) >= n_frames:
                 break
             driver.start(ep_seed)
             obs = world.reset(ep_seed)
-            step = 0
+            step, first, onsets_s = 0, len(images), []
             while not obs.done and (n_frames is None or len(images) < n_frames):
                 expert = obs.expert_control
                 executed, offset = driver.control(obs)
@@ -127,6 +137,9 @@ def record_episodes(world_cfg: WorldConfig, driver: Driver, seeds: Iterable[int]
                         rows[name].append(v)
                 step += 1
                 obs = world.step(executed, render=driver.sees_camera or step % record_every == 0)
+                if any(e.counts_as_infraction for e in obs.events):  # every step's, not only recorded ones
+                    onsets_s.append(obs.time_s)
+            rows["next_infraction_s"] += next_onset_s(rows["time_s"][first:], onsets_s).tolist()
     if not images:
         raise DatasetError("no frame recorded: every episode ended before its first step")
     table = pa.table({k: pa.array(v, type=pa.string() if k == "category" else None) for k, v in rows.items()})

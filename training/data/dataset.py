@@ -57,8 +57,9 @@ class DrivingDataset:
             raise DatasetError(f"{self.root / 'manifest.json'}: not a {FORMAT_NAME} v{FORMAT_VERSION} manifest")
         self.shards = [_open_shard(self.root, k, m, verify) for k, m in enumerate(self.manifest["shards"])]
         self._offsets = np.cumsum([0] + [len(s.images) for s in self.shards])
-        self.columns = {name: np.concatenate([s.labels[name].to_numpy(zero_copy_only=False) for s in self.shards])
-                        for name in self.shards[0].labels.column_names}
+        # columns every shard holds: shards of a collection resumed by a newer version may hold more
+        names = [n for n in self.shards[0].labels.column_names if all(n in s.labels.column_names for s in self.shards)]
+        self.columns = {name: np.concatenate([s.labels[name].to_numpy(zero_copy_only=False) for s in self.shards]) for name in names}
 
     def __len__(self) -> int:
         return int(self._offsets[-1])

@@ -10,7 +10,7 @@ from training.losses.category_weights import CategoryWeightedMSE
 from training.losses.inverse_freq import InverseFrequencyMSE
 from training.losses.ml3 import ML3Loss
 from training.losses.mse import MSELoss
-from training.losses.registry import LEARNED, LOSSES, LossSpec, make_loss
+from training.losses.registry import LABEL_FREE, LEARNED, LOSSES, LossSpec, make_loss
 from training.losses.weighted import WeightedMSE
 
-__all__ = ["BalancedMSE", "CategoryWeightedMSE", "InverseFrequencyMSE", "ML3Loss", "MSELoss", "WeightedMSE", "LEARNED", "LOSSES", "LossSpec", "make_loss"]
+__all__ = ["BalancedMSE", "CategoryWeightedMSE", "InverseFrequencyMSE", "ML3Loss", "MSELoss", "WeightedMSE", "LABEL_FREE", "LEARNED", "LOSSES", "LossSpec", "make_loss"]

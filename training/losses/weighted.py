@@ -14,6 +14,19 @@ from torch import nn
 from training.losses.features import FeatureInput
 
 
+def error_input(sq_err: torch.Tensor) -> torch.Tensor:
+    """(B,) the squared error as a scoring input, detached: log10 centred on 1e-3 (a 0.03 steer error), about
+    unit spread over the errors seen in training."""
+    return (torch.log10(sq_err.detach() + 1e-8) + 3.0) / 2.0
+
+
+def mean_one(z: torch.Tensor) -> torch.Tensor:
+    """(B,) exp(z) / mean(exp(z)): B * softmax(z), written so that z = 0 gives exactly 1.0 for any batch size
+    (B * (1 / B) is not 1 in floating point)."""
+    e = torch.exp(z - z.max().detach())
+    return e / e.mean()
+
+
 class WeightedMSE(nn.Module):
     """Shapes: ``y_hat``, ``y`` (B,); ``extra`` (B, F). ``tau``: temperature (a hyperparameter,
     not learned); ``hidden``: width of the two-layer scoring MLP s_phi; ``reads_loss``: s_phi also
@@ -31,17 +44,13 @@ class WeightedMSE(nn.Module):
         """(B,) scores s_phi; ``sq_err`` (B,) is read when ``reads_loss`` (None: a typical 1e-3)."""
         x = self.inputs(extra)
         if self.reads_loss:
-            err = extra.new_full((len(extra),), 1e-3) if sq_err is None else sq_err.detach()
-            # centred on 1e-3 (a 0.03 steer error), about unit spread over the errors seen in training
-            x = torch.cat([x, ((torch.log10(err + 1e-8) + 3.0) / 2.0).unsqueeze(-1)], dim=-1)
+            err = extra.new_full((len(extra),), 1e-3) if sq_err is None else sq_err
+            x = torch.cat([x, error_input(err).unsqueeze(-1)], dim=-1)
         return self.score(x).squeeze(-1)
 
     def weights(self, extra: torch.Tensor, sq_err: torch.Tensor | None = None) -> torch.Tensor:
-        """(B,) weights, mean 1 over the batch: B * softmax(tau * s), written as e / mean(e) so that
-        tau = 0 gives exactly 1.0 for any batch size (B * (1 / B) is not 1 in floating point)."""
-        z = self.tau * self.scores(extra, sq_err)
-        e = torch.exp(z - z.max().detach())
-        return e / e.mean()
+        """(B,) weights, mean 1 over the batch (``mean_one``: tau = 0 gives exactly 1.0)."""
+        return mean_one(self.tau * self.scores(extra, sq_err))
 
     def forward(self, y_hat: torch.Tensor, y: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
         sq_err = (y_hat - y) ** 2

@@ -1,5 +1,5 @@
 """Steering networks."""
 
-from training.models.pilotnet import PilotNet, PilotNetConfig
+from training.models.pilotnet import PilotNet, PilotNetConfig, penultimate_width
 
-__all__ = ["PilotNet", "PilotNetConfig"]
+__all__ = ["PilotNet", "PilotNetConfig", "penultimate_width"]

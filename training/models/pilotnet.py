@@ -72,3 +72,9 @@ class PilotNet(nn.Module):
     def extra_repr(self) -> str:
         c = self.config
         return f"width_mult={c.width_mult}, conv_layers={c.conv_layers}, linear_layers={c.linear_layers}, activation={c.activation}"
+
+
+def penultimate_width(config: PilotNetConfig) -> int:
+    """Width of the features the last linear layer reads (what a loss reading the model's features gets)."""
+    with torch.random.fork_rng(devices=[]):  # building the probe must not move the caller's seeded draws
+        return [m for m in PilotNet(config).head if isinstance(m, nn.Linear)][-1].in_features
