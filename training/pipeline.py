@@ -28,6 +28,7 @@ from simulator.factory import WorldConfig
 from training.data.collect import CollectConfig, collect
 from training.data.contact_sheet import contact_sheet
 from training.data.dataset import DrivingDataset
+from training.data.label_view import LABELS
 
 if TYPE_CHECKING:
     from training.evaluate import EvalConfig
@@ -64,6 +65,9 @@ class PipelineConfig:
     clear_episodes: int = field(default=16, metadata={"range": (1, None), "help": "paired held-out routes without rare scenes (rate 0)"})
     eval_abnormal_rate: float = field(default=0.1, metadata={"range": (0.0, 1.0), "help": "rare-scene rate of the evaluation and tuning routes"})
     max_time_s: float = field(default=150.0, metadata={"range": (1.0, None), "help": "time limit of every driven route, simulated seconds"})
+    labels: str = field(default="full", metadata={"help": "full: the learned loss sees every training frame's scene labels; meta-only: "
+                                                          "only the meta set is labelled (label-free learned weighting and sampling); "
+                                                          "oversampling, the reference, always sees labels", "choices": LABELS})
 
     def sizes(self) -> dict:
         """The stage sizes: this config's fields (``full``) or a preset (``demo``, ``quick``) over them."""
@@ -116,13 +120,15 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
     dcfg = dagger_config(cfg, n)
 
     tuned = {}
-    for k, space in enumerate(("oversample", "learned")):
+    # the search named "learned" searches the label-free weighting in meta-only mode; oversampling sees labels either way
+    searches = {"oversample": ("oversample", "full"), "learned": ("learned", "full") if cfg.labels == "full" else ("label-free", cfg.labels)}
+    for k, (name, (space, labels)) in enumerate(searches.items()):
         t = _stage(f"{5 + k}/9 tune {space} (closed loop, rare-scene pass rate on tuning routes, warm start from {mse_run.relative_to(out)})")
-        budget = TrialBudget(space=space, steps=n["trial_steps"], lr=dcfg.dagger_lr, init_from=str(mse_run), episodes=n["tune_episodes"],
+        budget = TrialBudget(space=space, labels=labels, steps=n["trial_steps"], lr=dcfg.dagger_lr, init_from=str(mse_run), episodes=n["tune_episodes"],
                              abnormal_rate=cfg.eval_abnormal_rate, max_time_s=n["max_time_s"])
-        tuned[space] = tune(out / "tune" / space, TuneConfig(budget=n["tune_budget"], init=min(3, n["tune_budget"]), parallel=2, seed=cfg.seed),
+        tuned[name] = tune(out / "tune" / name, TuneConfig(budget=n["tune_budget"], init=min(3, n["tune_budget"]), parallel=2, seed=cfg.seed),
                             "closed-loop", baseline=False, progress=progress, data=train_data, meta_data=meta_data, budget=budget, world_cfg=world_cfg)
-        timings[f"tune_{space}_s"] = time.perf_counter() - t
+        timings[f"tune_{name}_s"] = time.perf_counter() - t
 
     t = _stage(f"7/9 choose: the best {n['finalists']} trials of each search and MSE, re-driven on {n['choice_episodes']} fresh tuning routes")
     runs, chosen = choose(out, tuned, eval_world, EvalConfig(episodes=n["choice_episodes"], seed=cfg.seed + 1, workers=2, split="tune",

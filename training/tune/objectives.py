@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training.data.label_view import LABELS
 from training.tune.space import SPACES, decode, trial_setup
 
 METRICS = ("rare_pass_rate", "time_without_infractions_s", "route_completion", "driving_score")
@@ -29,6 +30,8 @@ class TrialBudget:
     metric: str = field(default="rare_pass_rate", metadata={"help": "closed-loop metric to maximise", "choices": METRICS})
     abnormal_rate: float = field(default=0.1, metadata={"range": (0.0, 1.0), "help": "rare-scene rate of the tuning routes"})
     max_time_s: float = field(default=150.0, metadata={"range": (1.0, None), "help": "episode time limit of the tuning routes, simulated seconds"})
+    labels: str = field(default="full", metadata={"help": "what a trial's training frames show its loss and sampler (train --labels)",
+                                                  "choices": LABELS})
 
 
 def synthetic(x: np.ndarray, trial: int, seed: int) -> tuple[float, float]:
@@ -67,9 +70,9 @@ def closed_loop(x: np.ndarray, trial: int, seed: int, work: Path, data: Path | l
 
     torch.set_num_threads(1)
     params = decode(x, SPACES[budget.space])
-    spec, meta, rare_fraction = trial_setup(params)
+    spec, meta, rare_fraction = trial_setup(params, budget.space)
     train = TrainConfig(steps=budget.steps, lr=budget.lr, seed=seed, eval_every=max(1, budget.steps // 5), warmup_steps=min(100, budget.steps // 10),
-                        rare_fraction=rare_fraction)
+                        rare_fraction=rare_fraction, labels=budget.labels)
     if budget.init_from:
         train = warm_start(train, budget.init_from)
     run_dir = Path(work) / f"trial-{trial:03d}"
