@@ -12,6 +12,9 @@ fresh routes, paired (otherwise MSE is shipped in its place and the report says 
 mse, oversample, learned -> ``compare`` on paired held-out routes (rare-scene rate 0.1, and 0 for
 the plain road) -> report + model cards.
 
+``--labels meta-only`` (only the meta set is labelled) adds a search per label-free baseline, with the same
+budget and choice rule, and ships and compares each; ``training.label_modes`` says what each mode runs.
+
 Every stage keeps its outputs under ``OUT/`` and resumes: re-running a killed pipeline continues.
 """
 
@@ -29,12 +32,12 @@ from training.data.collect import CollectConfig, collect
 from training.data.contact_sheet import contact_sheet
 from training.data.dataset import DrivingDataset
 from training.data.label_view import LABELS
+from training.label_modes import PAIRED, SEARCHES, Search, baselines, best_baseline, names
 
 if TYPE_CHECKING:
     from training.evaluate import EvalConfig
 
-NAMES = ("mse", "oversample", "learned")
-PAIRED = {"learned": "oversample"}  # held-out paired differences besides every model against MSE
+NAMES = names("full")  # the full-label pipeline's models; a run's own: ``names(cfg.labels)``
 VIDEOS = 3  # encounter videos of the held-out comparison, where the models disagree first
 RECORD_EVERY = 4  # 5 Hz: neighbouring frames at 10 Hz are near copies; the events are what is scarce
 
@@ -68,6 +71,13 @@ class PipelineConfig:
     labels: str = field(default="full", metadata={"help": "full: the learned loss sees every training frame's scene labels; meta-only: "
                                                           "only the meta set is labelled (label-free learned weighting and sampling); "
                                                           "oversampling, the reference, always sees labels", "choices": LABELS})
+    meta_share: float | None = field(default=None, metadata={"range": (0.001, 1.0), "help": "the labelled meta set's size as a share of "
+                                                                                            "the training frames, e.g. 0.02 (unset: a tenth, at "
+                                                                                            "least 1000 frames; demo 2000, quick 600)"})
+
+    def __post_init__(self) -> None:
+        if self.meta_share is not None and not 0.0 < self.meta_share <= 1.0:
+            raise ValueError(f"meta_share {self.meta_share}: the meta set's share of the training frames must be in (0, 1]")
 
     def sizes(self) -> dict:
         """The stage sizes: this config's fields (``full``) or a preset (``demo``, ``quick``) over them."""
@@ -86,7 +96,15 @@ class PipelineConfig:
                       "dagger_rounds": min(self.dagger_rounds, 1), "dagger_routes": 2, "dagger_steps": 40, "tune_episodes": 2, "episodes": 4,
                       "finalists": 2, "choice_episodes": 2, "clear_episodes": 2, "max_time_s": 45.0},
         }
-        return full | presets[self.size]
+        sized = full | presets[self.size]
+        if self.meta_share is not None:
+            sized["meta_frames"] = max(1, round(self.meta_share * sized["frames"]))
+        return sized
+
+
+def stage_count(labels: str) -> int:
+    """Stages of a pipeline run: collect, MSE, DAgger, its check, one per search, choose, export, compare."""
+    return 7 + len(SEARCHES[labels])
 
 
 def _stage(name: str) -> float:
@@ -98,16 +116,16 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
     from training.compare import compare
     from training.evaluate import EvalConfig
     from training.export import export
-    from training.tune.objectives import TrialBudget
-    from training.tune.tuner import TuneConfig, tune
+    from training.tune.tuner import tune
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n = cfg.sizes()
     timings: dict[str, float] = {}
     eval_world = replace(world_cfg, abnormal_rate=cfg.eval_abnormal_rate)
+    searches, models_named, stages = SEARCHES[cfg.labels], names(cfg.labels), stage_count(cfg.labels)
 
-    t = _stage("1/9 collect")
+    t = _stage(f"1/{stages} collect")
     data, meta_data = collect_data(out / "data", world_cfg, cfg, n, progress)
     dataset = DrivingDataset(data)
     sheet = out / "contact_sheet.png"
@@ -120,32 +138,30 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
     dcfg = dagger_config(cfg, n)
 
     tuned = {}
-    # the search named "learned" searches the label-free weighting in meta-only mode; oversampling sees labels either way
-    searches = {"oversample": ("oversample", "full"), "learned": ("learned", "full") if cfg.labels == "full" else ("label-free", cfg.labels)}
-    for k, (name, (space, labels)) in enumerate(searches.items()):
-        t = _stage(f"{5 + k}/9 tune {space} (closed loop, rare-scene pass rate on tuning routes, warm start from {mse_run.relative_to(out)})")
-        budget = TrialBudget(space=space, labels=labels, steps=n["trial_steps"], lr=dcfg.dagger_lr, init_from=str(mse_run), episodes=n["tune_episodes"],
-                             abnormal_rate=cfg.eval_abnormal_rate, max_time_s=n["max_time_s"])
-        tuned[name] = tune(out / "tune" / name, TuneConfig(budget=n["tune_budget"], init=min(3, n["tune_budget"]), parallel=2, seed=cfg.seed),
-                            "closed-loop", baseline=False, progress=progress, data=train_data, meta_data=meta_data, budget=budget, world_cfg=world_cfg)
+    for k, (name, search) in enumerate(searches.items()):
+        t = _stage(f"{5 + k}/{stages} tune {search.space} (closed loop, rare-scene pass rate on tuning routes, warm start from "
+                   f"{mse_run.relative_to(out)})")
+        tuned[name] = tune(out / "tune" / name, tune_config(cfg, n), "closed-loop", baseline=False, progress=progress, data=train_data,
+                           meta_data=meta_data, budget=trial_budget(search, cfg, n, mse_run), world_cfg=world_cfg)
         timings[f"tune_{name}_s"] = time.perf_counter() - t
 
-    t = _stage(f"7/9 choose: the best {n['finalists']} trials of each search and MSE, re-driven on {n['choice_episodes']} fresh tuning routes")
+    t = _stage(f"{stages - 2}/{stages} choose: the best {n['finalists']} trials of each search and MSE, re-driven on "
+               f"{n['choice_episodes']} fresh tuning routes")
     runs, chosen = choose(out, tuned, eval_world, EvalConfig(episodes=n["choice_episodes"], seed=cfg.seed + 1, workers=2, split="tune",
-                                                             max_time_s=n["max_time_s"]), n["finalists"], progress)
+                                                             max_time_s=n["max_time_s"]), n["finalists"], progress, searches)
     timings["choice_s"] = time.perf_counter() - t
 
-    t = _stage("8/9 export to ONNX")
-    exported = {name: export(runs[name], out / "export" / f"{name}.onnx") for name in NAMES}
+    t = _stage(f"{stages - 1}/{stages} export to ONNX")
+    exported = {name: export(runs[name], out / "export" / f"{name}.onnx") for name in models_named}
     timings["export_s"] = time.perf_counter() - t
 
-    t = _stage("9/9 compare on paired held-out routes")
-    models = [out / "export" / f"{name}.onnx" for name in NAMES]
+    t = _stage(f"{stages}/{stages} compare on paired held-out routes")
+    models = [out / "export" / f"{name}.onnx" for name in models_named]
     ecfg = EvalConfig(episodes=n["episodes"], seed=cfg.seed, workers=2, max_time_s=n["max_time_s"])
-    rare = compare(models, eval_world, ecfg, out / "compare" / "rare", names=list(NAMES), progress=progress, against=PAIRED, reuse=True,
-                   scenarios=True, videos=VIDEOS)
+    rare = compare(models, eval_world, ecfg, out / "compare" / "rare", names=list(models_named), progress=progress, against=PAIRED,
+                   reuse=True, scenarios=True, videos=VIDEOS)
     clear = compare(models, replace(world_cfg, abnormal_rate=0.0), replace(ecfg, episodes=n["clear_episodes"]),
-                    out / "compare" / "clear", names=list(NAMES), progress=progress, against=PAIRED, reuse=True)
+                    out / "compare" / "clear", names=list(models_named), progress=progress, against=PAIRED, reuse=True)
     timings["compare_s"] = time.perf_counter() - t
 
     report = {
@@ -156,17 +172,17 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
         "tuning": {space: {"best": r["bo"]["best"], "trials": _trials(r["bo"]["log"]), "best_so_far": r["bo"]["best_so_far"]}
                    for space, r in tuned.items()},
         "choice": chosen,
-        "offline": {name: json.loads((runs[name] / "result.json").read_text())["val"] for name in NAMES},
+        "offline": {name: json.loads((runs[name] / "result.json").read_text())["val"] for name in models_named},
         "compare": {"rare": _strip(rare), "clear": _strip(clear)}, "exported": exported, "timings_s": timings,
     }
     report["targets"] = targets(report)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(_markdown(report, sheet))
-    for name in NAMES:
+    for name in models_named:
         (out / "export" / f"{name}.md").write_text(model_card(name, report))
     return {"run": str(out), "report": str(out / "report.md"), "targets": report["targets"],
             "compare": {name: {"rare_pass_rate": rare["models"][name]["pass_rate"]["rare"]["rate"],
-                               "clear_route_completion": clear["models"][name]["route_completion"]["mean"]} for name in NAMES},
+                               "clear_route_completion": clear["models"][name]["route_completion"]["mean"]} for name in models_named},
             "timings_s": timings}
 
 
@@ -178,6 +194,22 @@ def collect_data(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, n: dict
     collect(meta_data, replace(world_cfg, abnormal_rate=0.3), CollectConfig(frames=n["meta_frames"], seed=cfg.seed + 1, record_every=RECORD_EVERY),
             progress=progress)
     return data, meta_data
+
+
+def tune_config(cfg: PipelineConfig, n: dict):
+    """Every search's settings (the same for every search of a run: the same budget)."""
+    from training.tune.tuner import TuneConfig
+
+    return TuneConfig(budget=n["tune_budget"], init=min(3, n["tune_budget"]), parallel=2, seed=cfg.seed)
+
+
+def trial_budget(search: Search, cfg: PipelineConfig, n: dict, start: Path):
+    """What every trial of ``search`` does: fine-tune ``start`` for the run's trial steps, then drive its tuning
+    routes. Only the space and what the training frames show differ between searches."""
+    from training.tune.objectives import TrialBudget
+
+    return TrialBudget(space=search.space, labels=search.labels, steps=n["trial_steps"], lr=dagger_config(cfg, n).dagger_lr,
+                       init_from=str(start), episodes=n["tune_episodes"], abnormal_rate=cfg.eval_abnormal_rate, max_time_s=n["max_time_s"])
 
 
 def dagger_config(cfg: PipelineConfig, n: dict):
@@ -200,16 +232,17 @@ def train_base(out: Path, data: Path, meta_data: Path, world_cfg: WorldConfig, c
 
     train_cfg = TrainConfig(steps=n["steps"], seed=cfg.seed, eval_every=max(1, n["steps"] // 10), warmup_steps=min(100, n["steps"] // 10),
                             width_mult=cfg.width_mult, activation=cfg.activation)
-    t = _stage("2/9 MSE base model")
+    stages = stage_count(cfg.labels)
+    t = _stage(f"2/{stages} MSE base model")
     train_once(out / "runs" / "mse", data, meta_data, LossSpec(loss="mse"), MetaConfig(), train_cfg, progress=progress)
     timings["mse_s"] = time.perf_counter() - t
 
-    t = _stage(f"3/9 DAgger: {n['dagger_rounds']} rounds on the MSE model")
+    t = _stage(f"3/{stages} DAgger: {n['dagger_rounds']} rounds on the MSE model")
     dag = dagger(out / "dagger", out / "runs" / "mse", [data], world_cfg, dagger_config(cfg, n), train_cfg=train_cfg, progress=progress) \
         if n["dagger_rounds"] else None
     timings["dagger_s"] = time.perf_counter() - t
 
-    t = _stage("4/9 does DAgger help? paired comparison on tuning routes")
+    t = _stage(f"4/{stages} does DAgger help? paired comparison on tuning routes")
     tune_eval = EvalConfig(episodes=n["tune_episodes"], seed=cfg.seed, workers=2, split="tune", max_time_s=n["max_time_s"])
     start, train_data, decision = out / "runs" / "mse", [data], None
     if dag:
@@ -226,21 +259,24 @@ def train_base(out: Path, data: Path, meta_data: Path, world_cfg: WorldConfig, c
     return {"start": str(start), "data": [str(d) for d in train_data], "dagger": dag, "decision": decision}
 
 
-def choose(out: Path, tuned: dict, world: WorldConfig, cfg: EvalConfig, finalists: int, progress: bool) -> tuple[dict[str, Path], dict]:
+def choose(out: Path, tuned: dict, world: WorldConfig, cfg: EvalConfig, finalists: int, progress: bool,
+           searches: dict[str, Search] | None = None) -> tuple[dict[str, Path], dict]:
     """The models to ship: MSE (the learned search's fixed tau = 0 trial) and, per search, the finalist
     with the most rare scenes passed over its trial's routes and ``cfg``'s fresh tuning routes together
-    (more routes for the best: a search's maximum over few routes is biased upwards). The learned loss is
-    kept only if it passes more rare scenes than MSE on the fresh routes, paired; otherwise MSE ships in
-    its place (tau = 0 is MSE)."""
+    (more routes for the best: a search's maximum over few routes is biased upwards). A guarded search's
+    model (the learned loss; in label-scarce mode every label-free baseline too: ``label_modes``) is kept
+    only if it passes more rare scenes than MSE on the fresh routes, paired; otherwise MSE ships in its
+    place (tau = 0 is MSE). ``searches``: the run's (default: the full-label pipeline's)."""
     from training.compare import compare
 
-    trials = {space: out / "tune" / space / "bo" / "trials" for space in tuned}
+    searches = searches or SEARCHES["full"]
+    trials = {name: out / "tune" / name / "bo" / "trials" for name in tuned}
     mse = trials["learned"] / "trial-000"
     runs = {"mse": mse}
-    for space in tuned:
-        ranked = sorted(_trials(tuned[space]["bo"]["log"]), key=lambda x: -x["y"])
-        picks = [x["trial"] for x in ranked if not (space == "learned" and x["trial"] == 0)][:finalists]
-        runs |= {f"{space}-{k}": trials[space] / f"trial-{k:03d}" for k in picks}
+    for name in tuned:
+        ranked = sorted(_trials(tuned[name]["bo"]["log"]), key=lambda x: -x["y"])
+        picks = [x["trial"] for x in ranked if not (name == "learned" and x["trial"] == 0)][:finalists]
+        runs |= {f"{name}-{k}": trials[name] / f"trial-{k:03d}" for k in picks}
     judged = compare(list(runs.values()), world, cfg, out / "choice", names=list(runs), progress=progress, reuse=True)
 
     trial = {name: json.loads((run / "trial.json").read_text()) for name, run in runs.items()}
@@ -249,18 +285,23 @@ def choose(out: Path, tuned: dict, world: WorldConfig, cfg: EvalConfig, finalist
         a, b = trial[name]["pass_rate"]["rare"], judged["models"][name]["pass_rate"]["rare"]
         return {"trial_routes": a["rate"], "fresh_routes": b["rate"], "pooled": (a["passed"] + b["passed"]) / max(a["n"] + b["n"], 1)}
 
+    def guard(name: str) -> dict:
+        diff = judged["models"][best[name]].get("paired_diff", {}).get("pass_rate_rare", {"diff": None, "ci95": None})
+        return {"trial": None if best[name] == "mse" else int(best[name].rsplit("-", 1)[1]), "paired_diff": diff,
+                "kept": best[name] != "mse" and (diff["diff"] or 0.0) > 0}
+
     scores = {name: pooled(name) for name in runs}
-    best = {space: max((k for k in runs if k.startswith(space + "-")), key=lambda k: scores[k]["pooled"], default="mse") for space in tuned}
-    diff = judged["models"][best["learned"]].get("paired_diff", {}).get("pass_rate_rare", {"diff": None, "ci95": None})
-    kept = best["learned"] != "mse" and (diff["diff"] or 0.0) > 0
+    best = {name: max((k for k in runs if k.rsplit("-", 1)[0] == name), key=lambda k: scores[k]["pooled"], default="mse") for name in tuned}
+    guards = {name: guard(name) for name in tuned if searches[name].guarded}
+    others = {name: g for name, g in guards.items() if name != "learned"}
     params = {name: t["params"] for name, t in trial.items()}
     chosen = {"finalists": {k: {"run": str(v), "params": params[k], **scores[k]} for k, v in runs.items()}, "routes": cfg.episodes,
-              "best": best, "learned_trial": None if best["learned"] == "mse" else int(best["learned"].split("-")[1]),
-              "paired_diff": diff, "kept": kept,
-              "rare_pass_rate": {"mse": scores["mse"]["fresh_routes"], "oversample": scores[best["oversample"]]["fresh_routes"],
-                                 "learned": scores[best["learned"]]["fresh_routes"]},
-              "params": {"mse": params["mse"], "oversample": params[best["oversample"]], "learned": params[best["learned"]]}}
-    return {"mse": mse, "oversample": runs[best["oversample"]], "learned": runs[best["learned"]] if kept else mse}, chosen
+              "best": best, "learned_trial": guards["learned"]["trial"], "paired_diff": guards["learned"]["paired_diff"],
+              "kept": guards["learned"]["kept"], **({"baselines": others} if others else {}),
+              "rare_pass_rate": {"mse": scores["mse"]["fresh_routes"], **{name: scores[best[name]]["fresh_routes"] for name in tuned}},
+              "params": {"mse": params["mse"], **{name: params[best[name]] for name in tuned}}}
+    shipped = {name: runs[best[name]] if name not in guards or guards[name]["kept"] else mse for name in tuned}
+    return {"mse": mse, **shipped}, chosen
 
 
 def _strip(result: dict) -> dict:
@@ -271,19 +312,25 @@ def _strip(result: dict) -> dict:
 def targets(r: dict) -> dict:
     """Issue targets. MSE model: >= 0.95 completion without rare scenes, >= 80 % of sharp bends and
     obstacles passed. Learned loss: rare-scene failure rate <= 0.5x MSE's and <= oversampling's, normal-road
-    infractions per km not above MSE's."""
+    infractions per km not above MSE's. Label-scarce runs also: not above the best label-free baseline's
+    (``label_modes.best_baseline``: chosen on tuning routes)."""
     models = r["compare"]["rare"]["models"]
     m, c = models["mse"], r["compare"]["clear"]["models"]["mse"]
     rate = {g: m["pass_rate"][g]["rate"] for g in ("sharp_bend", "obstacle", "pedestrian")}
-    fail = {name: models[name]["failure_rate"] for name in NAMES}
-    nipkm = {name: models[name]["normal_infractions_per_km"] for name in NAMES}
-    known = all(v is not None for v in fail.values())
+    fail = {name: models[name]["failure_rate"] for name in models}
+    nipkm = {name: models[name]["normal_infractions_per_km"] for name in models}
+    known = all(fail[k] is not None for k in NAMES)
+    scarce = {}
+    if best := best_baseline(r):
+        scarce = {"best_baseline": best, "learned_not_worse_than_best_baseline_met": None not in (fail["learned"], fail[best])
+                  and fail["learned"] <= fail[best]}
     return {"clear_route_completion": c["route_completion"]["mean"], "clear_route_completion_met": (c["route_completion"]["mean"] or 0) >= 0.95,
             "pass_rate": rate, "bends_obstacles_met": all((rate[g] or 0) >= 0.8 for g in ("sharp_bend", "obstacle")),
             "failure_rate": fail, "normal_infractions_per_km": nipkm, "learned_is_mse": not r["choice"]["kept"],
             "learned_half_mse_failures_met": known and fail["learned"] <= 0.5 * fail["mse"],
             "learned_not_worse_than_oversample_met": known and fail["learned"] <= fail["oversample"],
-            "learned_normal_road_met": None not in (nipkm["learned"], nipkm["mse"]) and nipkm["learned"] <= nipkm["mse"]}  # unknown: not met
+            "learned_normal_road_met": None not in (nipkm["learned"], nipkm["mse"]) and nipkm["learned"] <= nipkm["mse"],  # unknown: not met
+            **scarce}
 
 
 def _trials(log: str) -> list[dict]:
@@ -356,23 +403,42 @@ def _markdown(r: dict, sheet: Path) -> str:
               f"oversampling {fmt_pct(ch['rare_pass_rate']['oversample'])}. "
               + ("The learned loss was **kept**." if ch["kept"] else "The learned loss did **not** beat MSE there, so `learned.onnx` **is the MSE "
                                                                     "model** (tau = 0): the pipeline never ships a learned loss worse than MSE."), "",
+              *_baselines_markdown(r),
               "## Targets (learned loss, held-out routes)", "",
               f"- rare-scene failure rate: MSE {fmt_pct(tg['failure_rate']['mse'])}, oversampling {fmt_pct(tg['failure_rate']['oversample'])}, "
               f"learned {fmt_pct(tg['failure_rate']['learned'])}; <= 0.5x MSE's: **{'met' if tg['learned_half_mse_failures_met'] else 'NOT met'}**; "
               f"<= oversampling's: **{'met' if tg['learned_not_worse_than_oversample_met'] else 'NOT met'}**",
-              f"- normal-road infractions per km not above MSE's: **{'met' if tg['learned_normal_road_met'] else 'NOT met'}**", "",
-              "## Offline (validation episodes of the training data, MAE in steer units)", "", "| | " + " | ".join(NAMES) + " |",
-              "|---|" + "---|" * len(NAMES)]
+              f"- normal-road infractions per km not above MSE's: **{'met' if tg['learned_normal_road_met'] else 'NOT met'}**",
+              *([f"- rare-scene failure rate not above the best label-free baseline's (`{tg['best_baseline']}`, "
+                 f"chosen on tuning routes: {fmt_pct(tg['failure_rate'][tg['best_baseline']])}): "
+                 f"**{'met' if tg['learned_not_worse_than_best_baseline_met'] else 'NOT met'}**"] if "best_baseline" in tg else []), "",
+              "## Offline (validation episodes of the training data, MAE in steer units)", "", "| | " + " | ".join(off) + " |",
+              "|---|" + "---|" * len(off)]
     for key in ("overall", "normal", "abnormal"):
-        lines.append(f"| {key} | " + " | ".join(_mae(off[name][key]) for name in NAMES) + " |")
+        lines.append(f"| {key} | " + " | ".join(_mae(off[name][key]) for name in off) + " |")
     learned_run = Path(r["models"]["learned"]).relative_to(r["run"])
     lines += ["", "## Figures", "", f"![contact sheet]({sheet.name})", "", "![pass rates](compare/rare/compare.png)", "",
-              *[f"![{name} trajectories](compare/rare/trajectories_{name}.png)\n" for name in NAMES],
+              *[f"![{name} trajectories](compare/rare/trajectories_{name}.png)\n" for name in off],
               f"![learning curve, learned]({learned_run}/learning_curve.png)", "",
               *([f"![what the learned loss weighs]({learned_run}/learned_loss.png)", ""] if (Path(r["models"]["learned"]) / "learned_loss.png").exists() else []),
               *[f"![{space} search](tune/{space}/convergence.png)\n" for space in r["tuning"]],
               f"Stage timings (s): `{json.dumps({k: round(v, 1) for k, v in r['timings_s'].items()})}`", ""]
     return "\n".join(lines)
+
+
+def _baselines_markdown(r: dict) -> list[str]:
+    """Label-scarce runs: each label-free baseline's choice (the learned loss's rule) and the best of them."""
+    from training.compare import fmt_pct, fmt_signed
+
+    ch = r["choice"]
+    if not ch.get("baselines"):
+        return []
+    lines = ["", "Label-free baselines (each its own search, same budget and rule; MSE ships in a baseline's place unless it passed "
+                 "more rare scenes than MSE on the fresh routes, paired):", ""]
+    for b, g in ch["baselines"].items():
+        lines.append(f"- `{b}`: finalist `{ch['best'][b]}`, fresh routes {fmt_pct(ch['rare_pass_rate'][b])} (diff with MSE "
+                     f"{fmt_signed(g['paired_diff']['diff'])}): " + ("**kept**" if g["kept"] else "**not kept** (`" + b + ".onnx` is MSE)"))
+    return lines + ["", f"Best label-free baseline, by its pooled tuning-route pass rate: **`{best_baseline(r)}`**."]
 
 
 def model_card(name: str, r: dict) -> str:
@@ -385,9 +451,12 @@ def model_card(name: str, r: dict) -> str:
     rare, clear = r["compare"]["rare"], r["compare"]["clear"]
     m, c = rare["models"][name], clear["models"][name]
     params = r["choice"]["params"][name]
+    baseline = r["choice"].get("baselines", {}).get(name)
     loss = {"mse": "MSE", "oversample": f"MSE with {params.get('rare_fraction', 0):.0%} rare frames per batch",
             "learned": "MSE (the learned loss did not beat it on the tuning routes)" if r["targets"]["learned_is_mse"]
-            else f"learned ({json.dumps(params)})"}[name]
+            else f"learned ({json.dumps(params)})"}.get(name) or (
+        f"MSE (the {name} baseline did not beat it on the tuning routes)" if not baseline["kept"]
+        else f"label-free baseline {name} ({json.dumps(params)})")
     dagger = " + DAgger" if (r["dagger_decision"] or {}).get("kept") else ""
     lines = [f"# Model card: `{name}.onnx`", "",
              f"- model id (SHA-256 prefix): `{e['model_id']}`; ONNX opset {e['opset']}; parity with torch: max |diff| {e['parity_max_abs_diff']:.2g}",

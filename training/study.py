@@ -7,7 +7,12 @@ model on that seed's data exactly as its tuning trial was (loss, meta-learning, 
 the seed's own training seed:
 
 - ``mse``; ``oversample`` at its tuned share and at ``SHARES``; ``learned`` (the learned search's choice,
-  also when the pipeline shipped MSE in its place).
+  also when the pipeline shipped MSE in its place);
+- with ``--labels meta-only`` also every label-free baseline (``training.label_modes``), each its search's
+  choice (also where MSE shipped in its place). The study then reports the learned loss against each baseline
+  and against the best one (``label_modes.best_baseline``: the best tuning score on the tuning seed's tuning
+  routes, never a held-out result), and the gap-closing ratio (learned - MSE) / (oversample - MSE) on the
+  rare-scene pass rate (``training.study_stats.gap_ratio``).
 
 Each seed's configurations drive that seed's held-out routes (rare-scene rate ``eval_abnormal_rate``), replay
 every rare scene of those routes from the expert's state before it (``training.scenarios``: every model meets
@@ -26,6 +31,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from simulator.factory import WorldConfig
+from training.label_modes import BASELINES, baselines, best_baseline, tuning_scores
 from training.pipeline import PipelineConfig
 
 SHARES = (0.1, 0.25, 0.5)  # oversampling's frontier, besides its tuned share
@@ -55,6 +61,9 @@ def configurations(tuning: Path) -> dict[str, dict]:
             out[f"oversample-{share:g}"] = {**over, "train": {**over["train"], "rare_fraction": share}}
     if learned is not None:
         out["learned"] = request("learned", learned)
+    for b in baselines(list(report["choice"].get("best", {}))):
+        if report["choice"]["best"][b] != "mse":
+            out[b] = request(b, int(report["choice"]["best"][b].rsplit("-", 1)[1]))
     return out
 
 
@@ -101,9 +110,40 @@ def run_seed(root: Path, seed: int, world_cfg: WorldConfig, pcfg: PipelineConfig
 
 
 def pairs(names: list[str]) -> list[tuple[str, str]]:
-    """Every configuration against MSE; the learned loss against every oversampling share."""
+    """Every configuration against MSE; the learned loss against every oversampling share and every
+    label-free baseline."""
     out = [(k, "mse") for k in names if k != "mse"]
-    return out + [("learned", k) for k in names if k.startswith("oversample")] if "learned" in names else out
+    return out + [("learned", k) for k in names if k.startswith("oversample") or k in BASELINES] if "learned" in names else out
+
+
+def label_scarce(tuning_report: dict, tables: dict[str, dict[int, dict[str, dict]]]) -> dict | None:
+    """Label-scarce studies (configurations hold label-free baselines): the best baseline, chosen on the tuning
+    seed's tuning routes (``tuning_scores``), and per level (``tables``: level -> seed -> configuration ->
+    per-unit table) the gap-closing ratio (learned - mse) / (oversample - mse) on the rare-scene pass rate;
+    None otherwise."""
+    from training.study_stats import gap_ratio
+
+    configs = list(next(iter(next(iter(tables.values())).values())))
+    if not baselines(configs) or "learned" not in configs:
+        return None
+    return {"best_baseline": best_baseline(tuning_report), "tuning_scores": tuning_scores(tuning_report),
+            "gap_ratio": {level: gap_ratio(t, "learned", "mse", "oversample", level) for level, t in tables.items()}}
+
+
+def label_scarce_markdown(scarce: dict, levels: dict) -> str:
+    """The label-scarce section of ``study.md``: the best baseline and why, then per level the learned loss
+    against it and the gap-closing ratio."""
+    from training.study_stats import difference_text, gap_ratio_text
+
+    best, scores = scarce["best_baseline"], scarce["tuning_scores"]
+    lines = ["## Label-scarce: the learned loss against the label-free baselines", "",
+             "Best label-free baseline, chosen on the tuning seed's tuning routes (pooled pass rate of each one's chosen finalist: "
+             + ", ".join(f"{b} {v:.0%}" for b, v in scores.items()) + f"): **{best}**.", ""]
+    for level, lv in levels.items():
+        lines += [f"- {level} level: learned - {best} (the best baseline): "
+                  + difference_text(lv.difference("learned", best, "pass_rate_rare")) + "; gap-closing ratio "
+                  + gap_ratio_text(scarce["gap_ratio"][level])]
+    return "\n".join(lines) + "\n"
 
 
 def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: StudyConfig, progress: bool = True) -> dict:
@@ -127,20 +167,25 @@ def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: Stud
             done.write_text(json.dumps(result) + "\n")
         per_seed.append(json.loads(done.read_text()))
     names = list(configs)
-    levels = {"scenario": pool({s["seed"]: s["scenario"] for s in per_seed}, pairs(names), "scenario"),
-              "route": pool({s["seed"]: s["rare"] for s in per_seed}, pairs(names), "route"),
+    tables = {"scenario": {s["seed"]: s["scenario"] for s in per_seed}, "route": {s["seed"]: s["rare"] for s in per_seed}}
+    levels = {"scenario": pool(tables["scenario"], pairs(names), "scenario"), "route": pool(tables["route"], pairs(names), "route"),
               "clear_route": pool({s["seed"]: s["clear"] for s in per_seed}, [], "route")}
+    tuning_report = json.loads((tuning / "report.json").read_text())
+    scarce = label_scarce(tuning_report, tables)
     shares = {k: float(configs[k]["train"]["rare_fraction"]) for k in names if k.startswith("oversample")}
     report = {"config": asdict(cfg), "pipeline": asdict(pcfg), "seeds": seeds, "tuning_seed": cfg.tuning_seed,
               "configurations": {k: {"loss": v["loss"], "rare_fraction": v["train"]["rare_fraction"]} for k, v in configs.items()},
-              "tuning_seed_result": json.loads((tuning / "report.json").read_text())["compare"]["rare"]["models"],
-              "wall_s": time.perf_counter() - start, "timings_s": {s["seed"]: s["timings_s"] for s in per_seed}}
+              "tuning_seed_result": tuning_report["compare"]["rare"]["models"],
+              "wall_s": time.perf_counter() - start, "timings_s": {s["seed"]: s["timings_s"] for s in per_seed},
+              **({"label_scarce": {**scarce, "gap_ratio": {k: asdict(g) for k, g in scarce["gap_ratio"].items()}}} if scarce else {})}
     (out / "study_stats.json").write_text(to_json(levels))
     (out / "study.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    plot = plot_study({k: levels[k] for k in ("scenario", "route")}, out / "study.png", frontier=shares)
+    rates = {k: levels[k] for k in ("scenario", "route")}
+    plot = plot_study(rates, out / "study.png", frontier=shares)
     (out / "study.md").write_text(f"# metasteer study: {len(seeds)} evaluation seeds {seeds} (tuning seed {cfg.tuning_seed} apart)\n\n"
                                   "## Held-out routes at the rare-scene rate: every scene replayed by every model, and the routes\n\n"
-                                  + markdown({k: levels[k] for k in ("scenario", "route")}) +
+                                  + markdown(rates) +
                                   "\n\n## Held-out routes without rare scenes\n\n" + markdown({"route": levels["clear_route"]}) +
+                                  ("\n\n" + label_scarce_markdown(scarce, rates) if scarce else "") +
                                   f"\n\n![study]({plot.name})\n")
     return {"out": str(out), "seeds": seeds, "report": str(out / "study.md"), "wall_s": report["wall_s"]}

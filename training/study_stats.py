@@ -24,6 +24,12 @@ few seeds a percentile bootstrap is too narrow when seed-to-seed spread dominate
 freedom is wider than its normal approximation): on synthetic data with seed spread 3x the scene noise it
 covered 80 % at K = 3 and 86 % at K = 5, the t-interval 93-96 %; the t-interval is exact for normal per-seed
 values, at any K. ``scenes_needed`` sizes the scene count of a paired comparison.
+
+``gap_ratio`` (issue 19, label-scarce): how much of the gap from ``low`` to ``high`` a configuration closes,
+(config - low) / (high - low), e.g. (learned - MSE) / (oversampling - MSE) on the rare-scene pass rate: the
+ratio of the two pooled paired differences, its interval the percentiles of the same ratio in every resample of
+the same two-level bootstrap. It is left undefined (no value, no interval) unless the denominator is a
+supported difference: where the gap itself may be 0, the ratio is a quotient of noise (huge, either sign).
 """
 
 from __future__ import annotations
@@ -251,6 +257,64 @@ def supported(e: Estimate) -> bool:
     """Both intervals exist and exclude 0 on the same side."""
     cis = (e.bootstrap_ci95, e.t_ci95)
     return all(ci is not None for ci in cis) and (all(ci[0] > 0 for ci in cis) or all(ci[1] < 0 for ci in cis))
+
+
+@dataclass
+class GapRatio:
+    """``(config - low) / (high - low)`` for one statistic: the share of the gap from ``low`` to ``high`` that
+    ``config`` closes (0: no better than ``low``; 1: as good as ``high``)."""
+
+    config: str
+    low: str
+    high: str
+    stat: str
+    value: float | None  # pooled numerator / pooled denominator; None when undefined
+    bootstrap_ci95: list[float] | None  # percentiles of the per-resample ratio; None when undefined
+    numerator: Estimate  # config - low, paired
+    denominator: Estimate  # high - low, paired
+    undefined: str | None  # why there is no value, or None
+
+
+def gap_ratio(tables: dict[int, dict[str, dict]], config: str, low: str, high: str, level: str, stat: str = RARE,
+              rng_seed: int = 0, samples: int = BOOTSTRAP_SAMPLES) -> GapRatio:
+    """The gap-closing ratio of ``config`` between ``low`` and ``high`` over ``tables`` (as ``pool``'s; the same
+    ``rng_seed`` draws the same resamples as ``pool``). Undefined unless ``high - low`` is ``supported``."""
+    _, n_units = _check(tables, [(config, low), (high, low)], level)
+    seeds = list(tables)
+    res = draw_resamples(n_units, samples, rng_seed)
+
+    def paired(c: str) -> list[np.ndarray]:
+        return [np.hstack([_columns(tables[s][low], stat), _columns(tables[s][c], stat)]) for s in seeds]
+
+    num, den = _estimate(paired(config), _paired, res), _estimate(paired(high), _paired, res)
+    out = GapRatio(config, low, high, stat, None, None, num, den, None)
+    if not supported(den):
+        out.undefined = (f"{high} - {low} is not a supported difference (bootstrap 95 % {den.bootstrap_ci95}, t 95 % {den.t_ci95}): "
+                         "the gap may be 0, so the ratio is unstable")
+        return out
+    if num.value is None:
+        out.undefined = f"{config} - {low} is undefined (no unit of the kind)"
+        return out
+    top, bottom = two_level_replicates(paired(config), _paired, res), two_level_replicates(paired(high), _paired, res)
+    ratios = np.divide(top, bottom, out=np.full(top.shape, np.nan), where=bottom != 0)
+    out.value, out.bootstrap_ci95 = num.value / den.value, percentile_ci(ratios)
+    return out
+
+
+def difference_text(d: Difference) -> str:
+    """One paired difference in words: pooled value, both intervals, whether it is supported."""
+    e = d.estimate
+    return (f"{_fmt(d.stat, e.value, True)} (two-level bootstrap 95 % {_ci(d.stat, e.bootstrap_ci95, True)}, t 95 % "
+            f"{_ci(d.stat, e.t_ci95, True)}; supported: {'yes' if d.supported else 'no'})")
+
+
+def gap_ratio_text(g: GapRatio) -> str:
+    """A gap-closing ratio in words, or why it is undefined."""
+    name = f"({g.config} - {g.low}) / ({g.high} - {g.low})"
+    if g.undefined:
+        return f"{name}: undefined ({g.undefined})"
+    ci = "n/a" if g.bootstrap_ci95 is None else f"[{g.bootstrap_ci95[0]:.2f}, {g.bootstrap_ci95[1]:.2f}]"
+    return f"{name}: {g.value:.2f} (two-level bootstrap 95 % {ci})"
 
 
 def beaten_on_both_axes(rates: LevelStats, normal: LevelStats, config: str, other: str) -> bool:
