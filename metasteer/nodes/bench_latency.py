@@ -47,14 +47,22 @@ class _Probe:
             rclpy.spin_once(self.node, timeout_sec=0.1)
 
 
-def _fresh_diagnostics(node: Any, diag: list, wait_s: float = 2.5) -> dict[str, str]:
-    """The steering node's next ``/diagnostics`` values (published once a second), ``{}`` if none came."""
+def _fresh_diagnostics(node: Any, diag: list, wait_s: float = 3.5, answered: int = 0) -> dict[str, str]:
+    """The steering node's next ``/diagnostics`` values (published once a second) that count at least
+    ``answered`` frames answered (the replies this process has received: a message sent before the last of
+    them describes an older window); the last fresh one if none does by ``wait_s``, ``{}`` if none came."""
     import rclpy
 
     seen, end = len(diag), time.time() + wait_s
-    while len(diag) == seen and time.time() < end:
+    while time.time() < end:
+        if len(diag) > seen and int(_values(diag[-1]).get("answered", "0")) >= answered:
+            break
         rclpy.spin_once(node, timeout_sec=0.05)
-    return {kv.key: kv.value for kv in diag[-1].status[0].values} if len(diag) > seen else {}
+    return _values(diag[-1]) if len(diag) > seen else {}
+
+
+def _values(msg: Any) -> dict[str, str]:
+    return {kv.key: kv.value for kv in msg.status[0].values}
 
 
 def _stream(probes: list[_Probe], rate_hz: float, frames: int, payload: bytes) -> list[dict]:
@@ -129,9 +137,10 @@ def bench_node_latency(model: Path, frames: int = 200, rates: tuple[float, ...] 
                            env, stdout=log, stderr=subprocess.STDOUT))
         echo.wait_for_subscriber(ECHO_IMAGE_TOPIC)
         steer.wait_for_subscriber(CAMERA_TOPIC)
-        _stream([echo, steer], 20, WARMUP_FRAMES, payload)
+        warm = _stream([echo, steer], 20, WARMUP_FRAMES, payload)[1]
         transport, at20 = _stream([echo, steer], 20, frames, payload)  # the same conditions for both
-        values20 = _fresh_diagnostics(node, diag)  # the node's window (500 frames) holds only 20 Hz frames here
+        replied = round(warm["answered_fraction"] * WARMUP_FRAMES + at20["answered_fraction"] * frames)
+        values20 = _fresh_diagnostics(node, diag, answered=replied)  # the node's window (500 frames) holds only 20 Hz frames here
         runs = [at20] + [_stream([steer], r, frames, payload)[0] for r in rates if r != 20]
         values = _fresh_diagnostics(node, diag)
         node.destroy_node()
