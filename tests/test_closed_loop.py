@@ -9,6 +9,7 @@ import pytest
 
 from metasteer.infractions import EpisodeMetrics, EventType, InfractionEvent
 from metasteer.policy import OnnxPolicy, PolicyError
+from simulator.base import FIXED_DELTA_S
 from simulator.factory import WorldConfig
 from training.evaluate import EvalConfig, evaluate
 from training.export import export
@@ -225,3 +226,46 @@ def test_shipped_models_load_have_cards_and_the_int8_copy_is_of_the_shipped_floa
     assert set(weight_types(onnx.load(ROOT / "models" / "learned-int8.onnx"))["Gemm"]) == {onnx.TensorProto.FLOAT}
     frames = export_module.parity_frames(source.spec, n=16, seed=7)
     assert np.abs(int8.predict_bands(frames) - source.predict_bands(frames)).max() <= PARITY_TOLERANCE
+
+
+def test_a_step_timer_changes_no_number_of_the_drive_and_sees_each_of_its_steps():
+    """``drive_episode`` with a ``StepTimer``: the same episode as without, and the timer saw one command and
+    one world step per recorded step (plus the reset)."""
+    from tests.conftest import ROOT
+    from training.evaluate import StepTimer, drive_episode, route_seed
+
+    policy, world, seed = OnnxPolicy.load(ROOT / "models" / "mse.onnx"), WorldConfig(abnormal_rate=0.3), route_seed(0, 1, "tune")
+    plain = drive_episode(policy, world, seed, 4.0, actuation_delay_ticks=2)
+    timer = StepTimer()
+    timed = drive_episode(policy, world, seed, 4.0, actuation_delay_ticks=2, timer=timer)
+    assert timed == plain
+    n = len(plain["steps"]["category"])
+    assert n >= 4.0 / FIXED_DELTA_S and timer.calls == {"policy_s": n, "world_camera_s": n + 1}
+    assert all(s > 0 for s in timer.spent_s.values())
+
+
+def test_bench_closed_loop_times_the_routes_drive_episode_drives(monkeypatch):
+    """`bench closed-loop` has no driving loop of its own: every route step it reports is one that
+    ``drive_episode`` drove (per core and per machine, each architecture), on the tuning routes of its seed."""
+    import training.bench.closed_loop as bench
+    from training.evaluate import drive_episode, route_seed
+
+    driven = []
+
+    def spy(*args, **kwargs):
+        episode = drive_episode(*args, **kwargs)
+        driven.append((episode["seed"], len(episode["steps"]["category"])))
+        return episode
+
+    monkeypatch.setattr(bench, "drive_episode", spy)
+    out = bench.bench_closed_loop(routes=2, max_time_s=2.0, workers=1, repeats=1)
+    seeds = [route_seed(0, i, "tune") for i in range(2)]
+    assert [s for s, _ in driven] == seeds * 4  # shipped per core, per machine; pilotnet per core, per machine
+    for k, arch in enumerate(("shipped", "pilotnet")):
+        a = out["architectures"][arch]
+        assert a["route_steps"] == sum(n for _, n in driven[4 * k:4 * k + 2]) == sum(n for _, n in driven[4 * k + 2:4 * k + 4])
+        assert a["ms_per_step"] == pytest.approx(a["world_camera_ms_per_step"] + a["policy_ms_per_step"] + a["judging_ms_per_step"])
+        assert a["policy_ms_per_step"] > 0 and a["route_steps_per_s_1_workers_wall"] > 0
+    shipped, pilotnet = out["architectures"]["shipped"], out["architectures"]["pilotnet"]
+    assert shipped["route_steps"] == pilotnet["route_steps"] >= 2 * 2.0 / FIXED_DELTA_S  # the expert drives, never the network
+    assert out["speedup"] > 0 and set(out) >= {"speedup_per_core", "target_speedup", "meets_target"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
@@ -88,9 +89,32 @@ class ActuationDelay:
         return self._in_flight.popleft()
 
 
+class StepTimer:
+    """Process time (``time.process_time``: CPU seconds of this process) spent in named parts of a drive, and
+    how often each ran. ``drive_episode`` times its world and its driver through it when given one; absent, its
+    loop calls them directly. What runs between the timed calls (the per-step record) is not counted."""
+
+    def __init__(self) -> None:
+        self.spent_s: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+
+    def timed(self, fn: Callable, part: str) -> Callable:
+        """``fn``, its process time and its calls added to ``part``."""
+        self.spent_s.setdefault(part, 0.0)
+        self.calls.setdefault(part, 0)
+
+        def run(*args, **kwargs):
+            start = time.process_time()
+            out = fn(*args, **kwargs)
+            self.spent_s[part] += time.process_time() - start
+            self.calls[part] += 1
+            return out
+        return run
+
+
 def drive_episode(policy: OnnxPolicy | None, world_cfg: WorldConfig, seed: int, max_time_s: float, trace: bool = True,
                   actuation_delay_ticks: int = 0, on_step: Callable | None = None, handover_step: int = 0,
-                  driver: Driver | None = None) -> dict:
+                  driver: Driver | None = None, timer: StepTimer | None = None) -> dict:
     """One closed-loop episode; returns the metrics summary, the per-step record ``steps`` (category,
     counted infraction onset, policy, applied and expert steering, distance) and, if ``trace``, the trajectory.
 
@@ -98,22 +122,27 @@ def drive_episode(policy: OnnxPolicy | None, world_cfg: WorldConfig, seed: int, 
     sees each step before the world moves (the encounter videos replay an episode with it).
     ``handover_step``: the world's expert drives that many steps first (a scenario's common state, not
     recorded), then the policy. ``driver``: drives instead of the policy (``training.data.collect.Driver``);
-    the camera is rendered only for a driver that sees it.
+    the camera is rendered only for a driver that sees it. ``timer``: accumulates the process time of the
+    world (reset and every step after the handover, camera included) and of the driver's commands.
     """
     driver = driver or PolicyDriver(policy, world_cfg.target_speed_mps)
     driver.start(seed)
+    command = driver.control if timer is None else timer.timed(driver.control, "policy_s")
     delay = ActuationDelay(actuation_delay_ticks)
     xs, ys, marks = [], [], []
     steps: dict[str, list] = {"category": [], "infraction": [], "steer": [], "applied_steer": [], "expert_steer": [],
                               "distance_m": []}
     with make_world(world_cfg) as world:
-        obs = world.reset(seed)
+        reset, step = world.reset, world.step
+        if timer is not None:
+            reset, step = timer.timed(reset, "world_camera_s"), timer.timed(step, "world_camera_s")
+        obs = reset(seed)
         for k in range(handover_step):
             if obs.done:
                 raise ValueError(f"route {seed}: the expert's episode ended before handover step {handover_step}")
             obs = world.step(obs.expert_control, render=driver.sees_camera and k == handover_step - 1)
         while not obs.done and obs.time_s < max_time_s:
-            control, _ = driver.control(obs)
+            control, _ = command(obs)
             if on_step is not None:
                 on_step(world, obs, control)
             steps["category"].append(obs.category)
@@ -121,7 +150,7 @@ def drive_episode(policy: OnnxPolicy | None, world_cfg: WorldConfig, seed: int, 
             steps["expert_steer"].append(obs.expert_control.steer)
             applied = delay(control)
             steps["applied_steer"].append(applied.steer)
-            obs = world.step(applied, render=driver.sees_camera)
+            obs = step(applied, render=driver.sees_camera)
             steps["infraction"].append(any(e.counts_as_infraction for e in obs.events))
             steps["distance_m"].append(obs.speed_mps * FIXED_DELTA_S)
             if trace and hasattr(world, "ego"):

@@ -5,7 +5,8 @@ controller), one world step with its camera, and the step's share of judging the
 (``judge_episode``). Each architecture drives the same routes with an untrained network of its shape: the
 car follows the expert's command while the network's runs every step, so both networks see the same
 frames and the same routes, and only the network's cost differs (a trained network would end its routes
-at different times).
+at different times). Every route runs through ``drive_episode``, the driving loop of evaluate, compare, tuning
+trials, DAgger and scenarios, which a ``StepTimer`` times (``timed_route``): the bench has no loop of its own.
 
 Per core: CPU seconds of one process (``time.process_time``), one onnxruntime and OpenCV thread, best of
 ``repeats``, split into world + camera, policy and judging. Per machine: route steps per wall second of
@@ -17,13 +18,16 @@ from __future__ import annotations
 import tempfile
 import time
 from dataclasses import replace
-from multiprocessing import get_context
 from pathlib import Path
 
-from simulator.base import FIXED_DELTA_S
+from metasteer.policy import OnnxPolicy
+from simulator.base import Observation, VehicleControl
 from simulator.factory import WorldConfig
+from training.compare import judge_episode
+from training.evaluate import PolicyDriver, StepTimer, drive_episode, route_seed, run_jobs
 
 REFERENCE = (1.0, "elu")  # PilotNet as published, the shipped models' architecture before this bench
+PARTS = ("world_camera_s", "policy_s", "judging_s")
 
 
 def untrained_onnx(width_mult: float, activation: str, out: Path, seed: int = 0) -> Path:
@@ -45,62 +49,57 @@ def untrained_onnx(width_mult: float, activation: str, out: Path, seed: int = 0)
     return out
 
 
-def _route(job: tuple) -> dict:
-    """One route: CPU seconds spent in world + camera, policy and judging, and the steps driven."""
+class ShadowDriver:
+    """The network computes its command every step, as ``PolicyDriver`` does in ``compare`` (its whole
+    cost), and the car gets the expert's: an untrained network would end its routes within seconds, at
+    different times for each architecture."""
+
+    sees_camera = True
+
+    def __init__(self, model: str, target_speed_mps: float) -> None:
+        self.network = PolicyDriver(OnnxPolicy.load(model), target_speed_mps)
+
+    def start(self, ep_seed: int) -> None:
+        self.network.start(ep_seed)
+
+    def control(self, obs: Observation) -> tuple[VehicleControl, float]:
+        self.network.control(obs)
+        return obs.expert_control, 0.0
+
+
+def timed_route(model: str, world_cfg: WorldConfig, seed: int, max_time_s: float, timer: StepTimer) -> int:
+    """One route of ``compare``'s through ``drive_episode`` and ``judge_episode``, the network in the shadow;
+    ``timer`` gets world + camera, policy and judging. Returns the route steps driven."""
     import cv2
 
-    from metasteer.policy import OnnxPolicy
-    from simulator.factory import make_world
-    from training.compare import judge_episode
-    from training.evaluate import PolicyDriver
-
-    model, world_cfg, seed, max_time_s = job
     cv2.setNumThreads(1)
-    driver = PolicyDriver(OnnxPolicy.load(model), world_cfg.target_speed_mps)
-    driver.start(seed)
-    steps: dict[str, list] = {"category": [], "infraction": [], "steer": [], "expert_steer": [], "distance_m": []}
-    clock = time.process_time
-    spent = {"world_camera_s": 0.0, "policy_s": 0.0, "judging_s": 0.0}
-    with make_world(world_cfg) as world:
-        t = clock()
-        obs = world.reset(seed)
-        spent["world_camera_s"] += clock() - t
-        while not obs.done and obs.time_s < max_time_s:
-            t = clock()
-            control, _ = driver.control(obs)
-            spent["policy_s"] += clock() - t
-            steps["category"].append(obs.category)
-            steps["steer"].append(control.steer)
-            steps["expert_steer"].append(obs.expert_control.steer)
-            t = clock()
-            obs = world.step(obs.expert_control)
-            spent["world_camera_s"] += clock() - t
-            steps["infraction"].append(any(e.counts_as_infraction for e in obs.events))
-            steps["distance_m"].append(obs.speed_mps * FIXED_DELTA_S)
-        t = clock()
-        judge_episode(steps, not obs.done)
-        spent["judging_s"] += clock() - t
-    return {"steps": len(steps["category"]), **spent}
+    driver = ShadowDriver(model, world_cfg.target_speed_mps)
+    episode = drive_episode(None, world_cfg, seed, max_time_s, driver=driver, timer=timer)
+    timer.timed(judge_episode, "judging_s")(episode["steps"], episode["truncated"])
+    return len(episode["steps"]["category"])
+
+
+def _route_job(job: tuple) -> int:
+    return timed_route(*job, StepTimer())
 
 
 def _per_core(model: Path, world_cfg: WorldConfig, seeds: list[int], max_time_s: float) -> dict:
-    parts = [_route((str(model), world_cfg, s, max_time_s)) for s in seeds]
-    steps = sum(p["steps"] for p in parts)
-    ms = {k.replace("_s", "_ms_per_step"): 1e3 * sum(p[k] for p in parts) / steps for k in ("world_camera_s", "policy_s", "judging_s")}
+    timer = StepTimer()
+    steps = sum(timed_route(str(model), world_cfg, s, max_time_s, timer) for s in seeds)
+    ms = {k.replace("_s", "_ms_per_step"): 1e3 * timer.spent_s[k] / steps for k in PARTS}
     total = sum(ms.values())
     return {"route_steps": steps, **ms, "ms_per_step": total, "route_steps_per_s_per_core": 1e3 / total}
 
 
 def _machine(model: Path, world_cfg: WorldConfig, seeds: list[int], max_time_s: float, workers: int) -> float:
     start = time.perf_counter()
-    with get_context("spawn").Pool(workers) as pool:
-        steps = sum(r["steps"] for r in pool.map(_route, [(str(model), world_cfg, s, max_time_s) for s in seeds]))
+    jobs = [(str(model), world_cfg, s, max_time_s) for s in seeds]
+    steps = sum(run_jobs(_route_job, jobs, workers, progress=False, desc="bench closed-loop"))
     return steps / (time.perf_counter() - start)
 
 
 def bench_closed_loop(routes: int = 8, max_time_s: float = 60.0, seed: int = 0, abnormal_rate: float = 0.1, workers: int = 2,
                       repeats: int = 2) -> dict:
-    from training.evaluate import route_seed
     from training.pipeline import PipelineConfig
 
     if routes < 1 or repeats < 1 or workers < 1 or max_time_s <= 0:
