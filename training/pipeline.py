@@ -351,8 +351,6 @@ def _fmt(m: dict) -> str:
 
 def _markdown(r: dict, sheet: Path) -> str:
     from training.compare import fmt_pct, fmt_signed, table
-    from training.scenarios import markdown as scenario_markdown
-
     rare, clear, off, tg = r["compare"]["rare"], r["compare"]["clear"], r["offline"], r["targets"]
     d = r["dataset"]
     lines = [f"# metasteer pipeline report: `{r['run']}`", "",
@@ -360,7 +358,7 @@ def _markdown(r: dict, sheet: Path) -> str:
              f"frames: {d['counts']}; events: {d['events']}).", "",
              f"## Per rare scene: {len(rare['routes'])} paired held-out routes at rare-scene rate {rare['abnormal_rate']}", "",
              "A scene passes when no counted infraction happens from its onset until 2 s after it (`metasteer compare`).", "",
-             table(rare), "", *([scenario_markdown(rare["scenarios"]), ""] if "scenarios" in rare else []),
+             table(rare), "",  # with the scenario-level table when the comparison replayed scenes
              *(["Encounter videos (camera, top-down, steering, verdict per model): " + ", ".join(
                  f"[{Path(v['video']).name}](compare/rare/{Path(v['video']).name})" for v in rare.get("videos", [])), ""]
                if rare.get("videos") else []),
@@ -433,12 +431,12 @@ def _baselines_markdown(r: dict) -> list[str]:
     ch = r["choice"]
     if not ch.get("baselines"):
         return []
-    lines = ["", "Label-free baselines (each its own search, same budget and rule; MSE ships in a baseline's place unless it passed "
+    lines = ["Label-free baselines (each its own search, same budget and rule; MSE ships in a baseline's place unless it passed "
                  "more rare scenes than MSE on the fresh routes, paired):", ""]
     for b, g in ch["baselines"].items():
         lines.append(f"- `{b}`: finalist `{ch['best'][b]}`, fresh routes {fmt_pct(ch['rare_pass_rate'][b])} (diff with MSE "
                      f"{fmt_signed(g['paired_diff']['diff'])}): " + ("**kept**" if g["kept"] else "**not kept** (`" + b + ".onnx` is MSE)"))
-    return lines + ["", f"Best label-free baseline, by its pooled tuning-route pass rate: **`{best_baseline(r)}`**."]
+    return lines + ["", f"Best label-free baseline, by its pooled tuning-route pass rate: **`{best_baseline(r)}`**.", ""]
 
 
 def model_card(name: str, r: dict) -> str:
