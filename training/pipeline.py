@@ -465,7 +465,8 @@ def model_card(name: str, r: dict) -> str:
              f"frames, events {r['dataset']['events']})", "",
              "## Offline (validation episodes, MAE in steer units)", "",
              f"overall {_mae(off['overall'])}, normal {_mae(off['normal'])}, abnormal {_mae(off['abnormal'])}", "",
-             f"## Closed loop ({len(rare['routes'])} paired held-out embedded routes, rare-scene rate {rare['abnormal_rate']})", ""]
+             f"## Closed loop ({len(rare['routes'])} paired held-out embedded routes, rare-scene rate {rare['abnormal_rate']})", "",
+             f"One training seed (seed {r['config']['seed']}): an anecdote until `metasteer study` pools seeds (README).", ""]
     lines += [f"- {g} scenes passed: {fmt_pct(m['pass_rate'][g]['rate'])} ({m['pass_rate'][g]['passed']}/{m['pass_rate'][g]['n']})"
               for g in RARE_CATEGORIES + ("rare",)]
     lines += [f"- route completion {_fmt(m['route_completion'])}, driving score {_fmt(m['driving_score'])}, "
