@@ -115,7 +115,6 @@ def _stage(name: str) -> float:
 def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progress: bool = True) -> dict:
     from training.compare import compare
     from training.evaluate import EvalConfig
-    from training.export import export
     from training.tune.tuner import tune
 
     out = Path(out)
@@ -152,7 +151,7 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
     timings["choice_s"] = time.perf_counter() - t
 
     t = _stage(f"{stages - 1}/{stages} export to ONNX")
-    exported = {name: export(runs[name], out / "export" / f"{name}.onnx") for name in models_named}
+    exported = {name: export_once(runs[name], out / "export" / f"{name}.onnx") for name in models_named}
     timings["export_s"] = time.perf_counter() - t
 
     t = _stage(f"{stages}/{stages} compare on paired held-out routes")
@@ -194,6 +193,21 @@ def collect_data(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, n: dict
     collect(meta_data, replace(world_cfg, abnormal_rate=0.3), CollectConfig(frames=n["meta_frames"], seed=cfg.seed + 1, record_every=RECORD_EVERY),
             progress=progress)
     return data, meta_data
+
+
+def export_once(run: Path, onnx: Path) -> dict:
+    """Stage 8 for one model: ``training.export.export``, unless ``onnx`` already is the export of ``run``'s model
+    (its result, saved after it, names the model's hash): a resumed run leaves a finished export untouched."""
+    from training.compare import source_sha256
+    from training.export import export
+    from training.files import atomic_write_json
+
+    done, source = onnx.with_name(onnx.stem + ".export.json"), source_sha256(run)
+    if onnx.exists() and done.exists() and (held := json.loads(done.read_text()))["source_sha256"] == source:
+        return held["result"]
+    result = export(run, onnx)
+    atomic_write_json(done, {"source_sha256": source, "result": result})
+    return result
 
 
 def tune_config(cfg: PipelineConfig, n: dict):
