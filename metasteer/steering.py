@@ -157,6 +157,6 @@ class SteeringCore:
         e50, e99 = s.percentiles(s.end_to_end_ms)
         return {"model_id": self.model_id, "frames": str(s.frames), "answered": str(s.answered), "malformed": str(s.malformed),
                 "stale": str(s.stale), "last_stale_age_s": f"{s.last_stale_age_s:.3f}", "non_finite": str(s.non_finite), "swaps": str(s.swaps), "rejected_swaps": str(s.rejected_swaps),
-                "speed_mps": f"{self.speed_mps:.2f}",                "fps": f"{s.fps:.1f}", "inference_p50_ms": f"{inf50:.2f}", "inference_p99_ms": f"{inf99:.2f}",
+                "speed_mps": f"{self.speed_mps:.2f}", "fps": f"{s.fps:.1f}", "inference_p50_ms": f"{inf50:.2f}", "inference_p99_ms": f"{inf99:.2f}",
                 "end_to_end_p50_ms": f"{e50:.2f}", "end_to_end_p99_ms": f"{e99:.2f}",
                 "inference_threads": str(policy.session.get_session_options().intra_op_num_threads) if policy else "none"}

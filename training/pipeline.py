@@ -365,6 +365,7 @@ def _fmt(m: dict) -> str:
 
 def _markdown(r: dict, sheet: Path) -> str:
     from training.compare import fmt_pct, fmt_signed, table
+
     rare, clear, off, tg = r["compare"]["rare"], r["compare"]["clear"], r["offline"], r["targets"]
     d = r["dataset"]
     lines = [f"# metasteer pipeline report: `{r['run']}`", "",
