@@ -40,6 +40,9 @@ SEARCHES: dict[str, dict[str, Search]] = {
 }
 # held-out paired differences besides every model against MSE (compare's ``against``: one reference per model)
 PAIRED = {"learned": "oversample"}
+# oversampling shares a study retrains besides the tuned one (its frontier); the label-scarce study judges against the
+# tuned share only: the frontier is the full-label study's question, and each share costs a retraining and a drive per seed
+FRONTIER = {"full": (0.1, 0.25, 0.5), "meta-only": ()}
 
 
 def names(labels: str) -> tuple[str, ...]:

@@ -6,7 +6,7 @@ model and DAgger rounds (the pipeline's stages 1-4), and every configuration tra
 model on that seed's data exactly as its tuning trial was (loss, meta-learning, steps, learning rate), with
 the seed's own training seed:
 
-- ``mse``; ``oversample`` at its tuned share and at ``SHARES``; ``learned`` (the learned search's choice,
+- ``mse``; ``oversample`` at its tuned share and, in the full-label mode, at ``label_modes.FRONTIER``'s shares; ``learned`` (the learned search's choice,
   also when the pipeline shipped MSE in its place);
 - with ``--labels meta-only`` also every label-free baseline (``training.label_modes``), each its search's
   choice (also where MSE shipped in its place). The study then reports the learned loss against each baseline
@@ -31,10 +31,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from simulator.factory import WorldConfig
-from training.label_modes import BASELINES, baselines, best_baseline, tuning_scores
+from training.label_modes import BASELINES, FRONTIER, baselines, best_baseline, tuning_scores
 from training.pipeline import PipelineConfig
-
-SHARES = (0.1, 0.25, 0.5)  # oversampling's frontier, besides its tuned share
 
 
 @dataclass(frozen=True)
@@ -45,8 +43,9 @@ class StudyConfig:
     clear_routes: int = field(default=16, metadata={"help": "held-out routes per evaluation seed without rare scenes", "range": (1, None)})
 
 
-def configurations(tuning: Path) -> dict[str, dict]:
-    """Name -> the tuning trial's request to train it again (``loss``, ``meta``, ``train``), from the tuning run."""
+def configurations(tuning: Path, shares: tuple[float, ...] = FRONTIER["full"]) -> dict[str, dict]:
+    """Name -> the tuning trial's request to train it again (``loss``, ``meta``, ``train``), from the tuning run;
+    ``shares``: oversampling's frontier besides its tuned share."""
     report = json.loads((tuning / "report.json").read_text())
     trials = tuning / "tune"
     learned = report["choice"]["learned_trial"]
@@ -56,7 +55,7 @@ def configurations(tuning: Path) -> dict[str, dict]:
 
     over = json.loads((trials / "oversample" / "bo" / "trials" / Path(report["models"]["oversample"]).name / "request.json").read_text())
     out = {"mse": request("learned", 0), "oversample": over}
-    for share in SHARES:
+    for share in shares:
         if share != over["train"]["rare_fraction"]:
             out[f"oversample-{share:g}"] = {**over, "train": {**over["train"], "rare_fraction": share}}
     if learned is not None:
@@ -157,7 +156,7 @@ def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: Stud
     if not (tuning / "report.json").exists():
         print(f"\n== study: tuning seed {cfg.tuning_seed} (the whole pipeline)", file=sys.stderr, flush=True)
         run_pipeline(tuning, world_cfg, replace(pcfg, seed=cfg.tuning_seed), progress=progress)
-    configs = configurations(tuning)
+    configs = configurations(tuning, FRONTIER[pcfg.labels])
     seeds = [cfg.tuning_seed + k for k in range(1, cfg.seeds)]
     per_seed = []
     for seed in seeds:
