@@ -6,10 +6,13 @@ model every pipeline trial would start from. All architectures of a seed drive t
 the tuning namespace from their own seed (``ARCH_ROUTES + seed``): held out from training, and never the
 final evaluation routes (the architecture is a choice; evaluation routes choose nothing).
 
-Acceptance, per candidate against the reference (the first architecture), over the routes of every seed
-pooled (paired bootstrap over routes): the 95 % lower bound of the pass-rate difference >= -``MARGIN`` over
-all rare scenes and over pedestrians, and the upper bound of the normal-road infractions/km difference
-<= +``MARGIN``. The cheapest accepted architecture (onnxruntime ms per frame, one thread) is the one to ship.
+Every rare scene of those routes is also replayed by every architecture from the expert's state before it
+(``training.scenarios``): the same scenes for all, paired per scene, where on the routes a model that crashes
+early meets fewer scenes. Acceptance, per candidate against the reference (the first architecture), over
+every seed's scenes and routes pooled: the 95 % lower bound of the scenario-level pass-rate difference >=
+-``MARGIN`` over all rare scenes and over pedestrians (paired bootstrap over scenes), and the upper bound of
+the route-level normal-road infractions/km difference <= +``MARGIN`` (paired bootstrap over routes). The
+cheapest accepted architecture (onnxruntime ms per frame, one thread) is the one to ship.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ import numpy as np
 
 from simulator.factory import WorldConfig
 from training.compare import compare, paired_diff
+from training.study_stats import pool
 
 ARCH_ROUTES = 0xA7C4  # route seeds of this bench: their own, apart from every pipeline's tuning routes
 MARGIN = 0.05
-CHECKED = ("pass_rate_rare", "pass_rate_pedestrian", "normal_infractions_per_km")
+SCENE_CHECKED = ("pass_rate_rare", "pass_rate_pedestrian")  # lower bounds, scenario level
+ROUTE_CHECKED = ("normal_infractions_per_km",)  # upper bound, route level
 
 
 def parse_arch(text: str) -> tuple[float, str]:
@@ -52,15 +57,26 @@ def onnx_ms_per_frame(path: Path, repeats: int = 300) -> float:
     return float(np.median(times[repeats // 10:]) * 1e3)
 
 
-def _pooled(blocks: list[dict], name: str) -> dict:
-    return {k: np.concatenate([np.asarray(b["models"][name]["per_route"][k], float) for b in blocks]) for k in
-            blocks[0]["models"][name]["per_route"]}
+def _pooled(blocks: list[dict], name: str, key: str = "per_route") -> dict:
+    """One model's per-unit table over every seed's units, concatenated (``key``: routes or the scenarios' scenes)."""
+    tables = [(b["scenarios"] if key == "per_scene" else b)["models"][name][key] for b in blocks]
+    return {k: np.concatenate([np.asarray(t[k], float) for t in tables]) for k in tables[0]}
 
 
-def accepted(diffs: dict) -> bool:
-    """The acceptance rule of the module docstring, on ``paired_diff``'s output."""
-    lows = [(diffs[k]["ci95"] or [-np.inf, np.inf]) for k in CHECKED]
-    return lows[0][0] >= -MARGIN and lows[1][0] >= -MARGIN and lows[2][1] <= MARGIN
+def scene_diffs(reference: dict, candidate: dict) -> dict:
+    """``candidate - reference`` pass rates on the same scenes, with the paired bootstrap 95 % interval over scenes."""
+    level = pool({0: {"reference": reference, "candidate": candidate}}, [("candidate", "reference")], "scenario")
+    return {k: {"diff": level.difference("candidate", "reference", k).estimate.value,
+                "ci95": level.difference("candidate", "reference", k).estimate.bootstrap_ci95} for k in SCENE_CHECKED}
+
+
+def accepted(scenes: dict, routes: dict) -> bool:
+    """The acceptance rule of the module docstring: ``scenes`` from ``scene_diffs``, ``routes`` from ``paired_diff``;
+    an interval that could not be formed (no scene of the kind) accepts nothing."""
+    lows = [scenes[k]["ci95"] for k in SCENE_CHECKED]
+    highs = [routes[k]["ci95"] for k in ROUTE_CHECKED]
+    return (all(ci is not None and ci[0] >= -MARGIN for ci in lows)
+            and all(ci is not None and ci[1] <= MARGIN for ci in highs))
 
 
 def bench_architecture(work: Path, archs: list[str], seeds: list[int], size: str = "demo", episodes: int = 48,
@@ -86,14 +102,14 @@ def bench_architecture(work: Path, archs: list[str], seeds: list[int], size: str
             starts.append(Path(base["start"]))
         ecfg = EvalConfig(episodes=episodes, seed=ARCH_ROUTES + seed, workers=2, split="tune", max_time_s=n["max_time_s"])
         per_seed.append(compare(starts, replace(world_cfg, abnormal_rate=cfg.eval_abnormal_rate), ecfg, root / "compare",
-                                names=names, progress=progress, reuse=True))
+                                names=names, progress=progress, reuse=True, scenarios=True))
     ms = {}
     for name, block in zip(names, per_seed[0]["models"].values()):
         onnx = work / "onnx" / f"{name}.onnx"
         if not onnx.exists():
             export(Path(block["model"]), onnx)
         ms[name] = onnx_ms_per_frame(onnx)
-    ref = _pooled(per_seed, names[0])
+    ref, ref_scenes = _pooled(per_seed, names[0]), _pooled(per_seed, names[0], "per_scene")
     result = {"archs": archs, "seeds": seeds, "size": size, "routes_per_seed": episodes, "margin": MARGIN, "onnx_ms_per_frame": ms,
               "base_train_s_per_seed": {k: [round(x, 1) for x in v] for k, v in timings.items()}, "models": {}}
     for name in names:
@@ -102,11 +118,14 @@ def bench_architecture(work: Path, archs: list[str], seeds: list[int], size: str
             "pass_rate": {g: {"passed": int(t[f"{g}_passed"].sum()), "n": int(t[f"{g}_n"].sum())}
                           for g in ("rare", "pedestrian", "obstacle", "sharp_bend")},
             "normal_infractions_per_km": float(t["normal_infractions"].sum() / max(t["normal_km"].sum(), 1e-9)),
-            "per_seed_rare_pass_rate": [b["models"][name]["pass_rate"]["rare"]["rate"] for b in per_seed]}
+            "per_seed_rare_pass_rate": [b["models"][name]["pass_rate"]["rare"]["rate"] for b in per_seed],
+            "scenario_pass_rate": {g: {k: sum(b["scenarios"]["models"][name]["pass_rate"][g][k] for b in per_seed) for k in ("passed", "n")}
+                                   for g in ("rare", "pedestrian", "obstacle", "sharp_bend")}}
         if name != names[0]:
-            diffs = paired_diff(ref, t)
-            result["models"][name]["paired_diff"] = {k: diffs[k] for k in CHECKED + ("pass_rate_obstacle", "pass_rate_sharp_bend")}
-            result["models"][name]["accepted"] = accepted(diffs)
+            routes, scenes = paired_diff(ref, t), scene_diffs(ref_scenes, _pooled(per_seed, name, "per_scene"))
+            result["models"][name]["paired_diff"] = {k: routes[k] for k in ROUTE_CHECKED + SCENE_CHECKED + ("pass_rate_obstacle", "pass_rate_sharp_bend")}
+            result["models"][name]["scenario_paired_diff"] = scenes
+            result["models"][name]["accepted"] = accepted(scenes, routes)
     ok = [names[0]] + [k for k in names[1:] if result["models"][k]["accepted"]]
     result["cheapest_accepted"] = min(ok, key=lambda k: ms[k])
     (work / "architecture.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from simulator.encounters import RARE_CATEGORIES
-from training.losses.balanced_mse import BalancedMSE
 from training.data.label_view import HISTORY_COLUMNS
+from training.losses.balanced_mse import BalancedMSE
 from training.losses.category_weights import CategoryWeightedMSE
 from training.losses.failure_proximity import FailureProximityMSE
 from training.losses.features import FeatureInput
@@ -25,7 +25,8 @@ from training.losses.weighted import WeightedMSE
 
 # label-free: read only what a car's log has (``data.label_view``), so they run with --labels meta-only
 LABEL_FREE = ("mse", "balanced-mse", "keyframe", "failure-proximity", "loss-emphasis", "steer-bins", "label-free-weighted")
-LOSSES = ("mse", "weighted", "ml3", "inverse-freq", "balanced-mse", "category-weights") + LABEL_FREE[2:]
+LOSSES = ("mse", "weighted", "ml3", "inverse-freq", "balanced-mse", "category-weights", "keyframe", "failure-proximity",
+          "loss-emphasis", "steer-bins", "label-free-weighted")
 LEARNED = ("weighted", "ml3", "label-free-weighted")
 # what a learned weighting reads by default: which rare scene (one-hots), how near, how sharp the bend;
 # not the ego's own lane offset / heading (with them it learned to ignore frames left of the lane
