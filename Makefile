@@ -3,6 +3,8 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 EXTRAS ?= train,ros,carla,ray,dev
+# pytest-xdist processes: serially the suite keeps ~1.2 of 2 cores busy
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo test test-fast bench models clean
 
@@ -21,10 +23,10 @@ demo: setup
 	$(BIN)/metasteer pipeline --size demo --out runs/demo
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 bench: setup
 	$(BIN)/metasteer bench sim --json
