@@ -176,6 +176,8 @@ def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: Stud
               "configurations": {k: {"loss": v["loss"], "rare_fraction": v["train"]["rare_fraction"]} for k, v in configs.items()},
               "tuning_seed_result": tuning_report["compare"]["rare"]["models"],
               "wall_s": time.perf_counter() - start, "timings_s": {s["seed"]: s["timings_s"] for s in per_seed},
+              # wall_s is this invocation's (a resumed study re-times only what it ran); this is every stage's, tuning seed included
+              "stages_s_total": sum(sum(s["timings_s"].values()) for s in per_seed) + sum(tuning_report.get("timings_s", {}).values()),
               **({"label_scarce": {**scarce, "gap_ratio": {k: asdict(g) for k, g in scarce["gap_ratio"].items()}}} if scarce else {})}
     (out / "study_stats.json").write_text(to_json(levels))
     (out / "study.json").write_text(json.dumps(report, indent=2, default=str) + "\n")

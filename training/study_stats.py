@@ -289,8 +289,8 @@ def gap_ratio(tables: dict[int, dict[str, dict]], config: str, low: str, high: s
     num, den = _estimate(paired(config), _paired, res), _estimate(paired(high), _paired, res)
     out = GapRatio(config, low, high, stat, None, None, num, den, None)
     if not supported(den):
-        out.undefined = (f"{high} - {low} is not a supported difference (bootstrap 95 % {den.bootstrap_ci95}, t 95 % {den.t_ci95}): "
-                         "the gap may be 0, so the ratio is unstable")
+        out.undefined = (f"{high} - {low} is not a supported difference (bootstrap 95 % {_ci(stat, den.bootstrap_ci95, True)}, "
+                         f"t 95 % {_ci(stat, den.t_ci95, True)}): the gap may be 0, so the ratio is unstable")
         return out
     if num.value is None:
         out.undefined = f"{config} - {low} is undefined (no unit of the kind)"
