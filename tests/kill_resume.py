@@ -32,19 +32,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.conftest import file_stamps  # noqa: E402
 from tests.mutations import _copy_of_head  # noqa: E402  (one way to copy HEAD)
+from training.label_modes import SEARCHES  # noqa: E402
+from training.pipeline import stage_count  # noqa: E402
 
 PROGRESS = re.compile(r"^== (\d+)/(\d+) (.*)$")  # training.pipeline._stage
 SAMPLED = 3  # stages sampled when --stages is not given
-SEARCHES = ("oversample", "learned")  # training.label_modes.SEARCHES["full"]: stages 5 and 6, each its own tune/<name>/
 DROPPED = ("timings_s",)  # report.json's wall times: differ between any two runs
 
 
-def stage_outputs(searches: tuple[str, ...] = SEARCHES) -> dict[int, tuple[str, ...]]:
-    """Each stage of a full-label pipeline run and the paths (relative to OUT; a trailing / is a directory) it
+def stage_outputs(labels: str = "full") -> dict[int, tuple[str, ...]]:
+    """Each stage of a pipeline run in mode ``labels`` and the paths (relative to OUT; a trailing / is a directory) it
     writes, read from ``training.pipeline.run_pipeline`` and ``train_base``. The export stage's model cards
     (export/*.md) and the report are written after the last stage."""
-    n = 7 + len(searches)  # training.pipeline.stage_count
+    searches, n = tuple(SEARCHES[labels]), stage_count(labels)  # a search per stage from 5 on, each its own tune/<name>/
     outputs = {1: ("data/", "contact_sheet.png"), 2: ("runs/mse/",), 3: ("dagger/",), 4: ("dagger/check/",)}
     outputs |= {5 + k: (f"tune/{name}/",) for k, name in enumerate(searches)}
     return outputs | {n - 2: ("choice/",), n - 1: ("export/",), n: ("compare/", "report.json", "report.md")}
@@ -54,16 +56,6 @@ def owner(rel: str, outputs: dict[int, tuple[str, ...]]) -> int | None:
     """The stage whose output ``rel`` is: the longest matching path (dagger/check/ is stage 4, not 3)."""
     matches = [(len(p), k) for k, paths in outputs.items() for p in paths if rel == p or (p.endswith("/") and rel.startswith(p))]
     return max(matches)[1] if matches else None
-
-
-def stamps(root: Path) -> dict[str, tuple[int, int, int]]:
-    """Every file under ``root``: (mtime_ns, inode, size)."""
-    out = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            st = p.stat()
-            out[str(p.relative_to(root))] = (st.st_mtime_ns, st.st_ino, st.st_size)
-    return out
 
 
 def pipeline(copy: Path, out: Path, kill_at: int | None = None) -> dict:
@@ -111,11 +103,11 @@ def kill_and_resume(copy: Path, work: Path, k: int, reference: dict, outputs: di
     """Kill a run at stage ``k``, resume it, check the finished stages' files and the report."""
     out = work / f"killed-at-{k}"
     killed = pipeline(copy, out, kill_at=k)
-    before = stamps(out)
+    before = file_stamps(out)
     resumed = pipeline(copy, out)
-    after = stamps(out)
+    after = file_stamps(out)
     finished = {rel: s for rel, s in before.items() if (o := owner(rel, outputs)) is not None and o < k}
-    touched = sorted(rel for rel, s in finished.items() if after.get(rel, (None, None, None))[:2] != s[:2])
+    touched = sorted(rel for rel, s in finished.items() if after.get(rel) != s)
     unmapped = sorted(rel for rel in set(before) | set(after) if owner(rel, outputs) is None)
     diffs = differences(reference, normalized_report(out)) if resumed["rc"] == 0 else ["(no report: the resumed run failed)"]
     row = {"stage": k, "name": next((s["name"] for s in killed["stages"] if s["stage"] == k), "?"), "killed": killed["killed"],

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from simulator.factory import WorldConfig
-from training.compare import compare, paired_diff
+from training.compare import GROUPS, compare, paired_diff
 from training.study_stats import pool
 
 ARCH_ROUTES = 0xA7C4  # route seeds of this bench: their own, apart from every pipeline's tuning routes
@@ -63,11 +63,16 @@ def _pooled(blocks: list[dict], name: str, key: str = "per_route") -> dict:
     return {k: np.concatenate([np.asarray(t[k], float) for t in tables]) for k in tables[0]}
 
 
+def _counts(table: dict) -> dict:
+    """Scenes passed and met per group, from a per-unit table (routes or scenes)."""
+    return {g: {"passed": int(table[f"{g}_passed"].sum()), "n": int(table[f"{g}_n"].sum())} for g in GROUPS}
+
+
 def scene_diffs(reference: dict, candidate: dict) -> dict:
     """``candidate - reference`` pass rates on the same scenes, with the paired bootstrap 95 % interval over scenes."""
     level = pool({0: {"reference": reference, "candidate": candidate}}, [("candidate", "reference")], "scenario")
-    return {k: {"diff": level.difference("candidate", "reference", k).estimate.value,
-                "ci95": level.difference("candidate", "reference", k).estimate.bootstrap_ci95} for k in SCENE_CHECKED}
+    estimates = {k: level.difference("candidate", "reference", k).estimate for k in SCENE_CHECKED}
+    return {k: {"diff": e.value, "ci95": e.bootstrap_ci95} for k, e in estimates.items()}
 
 
 def accepted(scenes: dict, routes: dict) -> bool:
@@ -109,20 +114,19 @@ def bench_architecture(work: Path, archs: list[str], seeds: list[int], size: str
         if not onnx.exists():
             export(Path(block["model"]), onnx)
         ms[name] = onnx_ms_per_frame(onnx)
-    ref, ref_scenes = _pooled(per_seed, names[0]), _pooled(per_seed, names[0], "per_scene")
+    tables = {name: (_pooled(per_seed, name), _pooled(per_seed, name, "per_scene")) for name in names}
+    ref, ref_scenes = tables[names[0]]
     result = {"archs": archs, "seeds": seeds, "size": size, "routes_per_seed": episodes, "margin": MARGIN, "onnx_ms_per_frame": ms,
               "base_train_s_per_seed": {k: [round(x, 1) for x in v] for k, v in timings.items()}, "models": {}}
     for name in names:
-        t = _pooled(per_seed, name)
+        t, scenes_t = tables[name]
         result["models"][name] = {
-            "pass_rate": {g: {"passed": int(t[f"{g}_passed"].sum()), "n": int(t[f"{g}_n"].sum())}
-                          for g in ("rare", "pedestrian", "obstacle", "sharp_bend")},
+            "pass_rate": _counts(t),
             "normal_infractions_per_km": float(t["normal_infractions"].sum() / max(t["normal_km"].sum(), 1e-9)),
             "per_seed_rare_pass_rate": [b["models"][name]["pass_rate"]["rare"]["rate"] for b in per_seed],
-            "scenario_pass_rate": {g: {k: sum(b["scenarios"]["models"][name]["pass_rate"][g][k] for b in per_seed) for k in ("passed", "n")}
-                                   for g in ("rare", "pedestrian", "obstacle", "sharp_bend")}}
+            "scenario_pass_rate": _counts(scenes_t)}
         if name != names[0]:
-            routes, scenes = paired_diff(ref, t), scene_diffs(ref_scenes, _pooled(per_seed, name, "per_scene"))
+            routes, scenes = paired_diff(ref, t), scene_diffs(ref_scenes, scenes_t)
             result["models"][name]["paired_diff"] = {k: routes[k] for k in ROUTE_CHECKED + SCENE_CHECKED + ("pass_rate_obstacle", "pass_rate_sharp_bend")}
             result["models"][name]["scenario_paired_diff"] = scenes
             result["models"][name]["accepted"] = accepted(scenes, routes)
