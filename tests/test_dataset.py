@@ -79,6 +79,17 @@ def copy_of(small_dataset, tmp_path):
     return copy
 
 
+def test_a_dataset_opened_again_shares_its_mapping_until_a_file_changes(copy_of):
+    first, again = DrivingDataset(copy_of), DrivingDataset(copy_of)
+    assert all(np.shares_memory(a.images, b.images) for a, b in zip(first.shards, again.shards))  # pages count once in RSS
+    path = shard_paths(copy_of, 0)["images"]
+    images = np.array(first.shards[0].images)
+    np.save(path, images[::-1])  # rewritten in place: same path, new content
+    rewritten = DrivingDataset(copy_of, verify=False)
+    assert not np.shares_memory(rewritten.shards[0].images, first.shards[0].images)
+    np.testing.assert_array_equal(rewritten.shards[0].images, images[::-1])
+
+
 def test_truncated_image_shard_is_named(copy_of):
     path = shard_paths(copy_of, 1)["images"]
     path.write_bytes(path.read_bytes()[:5000])

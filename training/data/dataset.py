@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,13 @@ class Shard:
     labels: pa.Table
 
 
+@lru_cache(maxsize=256)
+def _mapped(path: str, inode: int, mtime_ns: int, size: int) -> np.ndarray:
+    """One read-only mapping per version of a file: a dataset opened again (every DAgger round, trial and
+    stage does) reuses it, so its pages count once in the process's RSS instead of once per opening."""
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
 def _open_shard(root: Path, index: int, expected: dict, verify: bool) -> Shard:
     paths = shard_paths(root, index)
     for kind in ("images", "labels"):
@@ -27,7 +35,8 @@ def _open_shard(root: Path, index: int, expected: dict, verify: bool) -> Shard:
         if verify and sha256_file(path) != expected[f"{kind}_sha256"]:
             raise DatasetError(f"{path}: checksum mismatch (corrupt or modified {kind} shard)")
     try:
-        images = np.load(paths["images"], mmap_mode="r", allow_pickle=False)
+        st = paths["images"].stat()
+        images = _mapped(str(paths["images"]), st.st_ino, st.st_mtime_ns, st.st_size)
     except (ValueError, OSError, EOFError) as exc:
         raise DatasetError(f"{paths['images']}: truncated or corrupt image shard ({exc})") from None
     try:
