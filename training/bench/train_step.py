@@ -3,8 +3,9 @@
 ``compute_ms``: forward + backward + clipped Adam step on a batch already on the device.
 ``data_ms``: drawing a batch as ``metasteer train`` does (sampler -> uint8 frames gathered from
 RAM or GPU memory -> preprocessing on the device). ``step_ms``: both together. ``data_share`` =
-data / step. Medians over interleaved repeats. Frames are random uint8 bands of the training size (the input path's
-cost does not depend on their content).
+data / step. ``cpu_bf16_channels_last``: the same step under bfloat16 autocast with channels-last tensors, a lever
+measured here and not used by training (its closed-loop driving is unjudged). Medians over interleaved repeats.
+Frames are random uint8 bands of the training size (the input path's cost does not depend on their content).
 """
 
 from __future__ import annotations
@@ -23,14 +24,17 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def bench_device(data: ArraySet, device: str, batch: int, repeats: int, seed: int) -> dict:
+def bench_device(data: ArraySet, device: str, batch: int, repeats: int, seed: int, bf16_channels_last: bool = False) -> dict:
     torch.manual_seed(seed)
-    model = PilotNet(PilotNetConfig()).to(device)
+    layout = torch.channels_last if bf16_channels_last else torch.contiguous_format
+    model = PilotNet(PilotNetConfig()).to(device, memory_format=layout)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     sampler = Sampler(data.abnormal, batch, seed)
 
     def train_on(x: torch.Tensor, y: torch.Tensor) -> None:
-        loss = torch.mean((model(x) - y) ** 2)
+        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16_channels_last):
+            out = model(x.contiguous(memory_format=layout))
+        loss = torch.mean((out.float() - y) ** 2)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -60,4 +64,5 @@ def bench_train_step(frames: int = 8000, batch: int = 64, repeats: int = 30, see
     data = ArraySet(rng.integers(0, 256, (frames, 66, 200, 3), dtype=np.uint8), rng.normal(0, 0.05, frames).astype(np.float32),
                     np.zeros((frames, 12), np.float32), category, [f"f{k}" for k in range(12)], np.arange(frames) // 100)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    return {"frames": frames, **{d: bench_device(data, d, batch, repeats, seed) for d in devices}}
+    return {"frames": frames, **{d: bench_device(data, d, batch, repeats, seed) for d in devices},
+            "cpu_bf16_channels_last": bench_device(data, "cpu", batch, repeats, seed, bf16_channels_last=True)}

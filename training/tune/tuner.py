@@ -80,7 +80,7 @@ class _Ray:
 
         self.ray = ray
         if not ray.is_initialized():
-            ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
+            ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
                      runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]))}})
         self.remote = ray.remote(num_cpus=1)(_call)
 
