@@ -1,5 +1,6 @@
 """Dataset recording: round trip, kill-and-resume, corruption errors, the contact sheet."""
 
+import gc
 import json
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 from simulator.base import SCENE_CATEGORIES, SceneFeatures
 from simulator.factory import WorldConfig
 from tests.conftest import METASTEER
+from training.data import dataset as dataset_module
 from training.data.collect import CollectConfig, collect
 from training.data.dataset import DrivingDataset
 from training.data.format import DatasetError, shard_paths
@@ -80,6 +82,7 @@ def copy_of(small_dataset, tmp_path):
 
 
 def test_a_dataset_opened_again_shares_its_mapping_until_a_file_changes(copy_of):
+    before = set(dataset_module._MAPPED.keys())
     first, again = DrivingDataset(copy_of), DrivingDataset(copy_of)
     assert all(np.shares_memory(a.images, b.images) for a, b in zip(first.shards, again.shards))  # pages count once in RSS
     path = shard_paths(copy_of, 0)["images"]
@@ -88,6 +91,10 @@ def test_a_dataset_opened_again_shares_its_mapping_until_a_file_changes(copy_of)
     rewritten = DrivingDataset(copy_of, verify=False)
     assert not np.shares_memory(rewritten.shards[0].images, first.shards[0].images)
     np.testing.assert_array_equal(rewritten.shards[0].images, images[::-1])
+    mine = set(dataset_module._MAPPED.keys()) - before
+    del first, again, rewritten
+    gc.collect()
+    assert mine and not mine & set(dataset_module._MAPPED.keys())  # last user gone: unmapped, no cache holds them
 
 
 def test_truncated_image_shard_is_named(copy_of):

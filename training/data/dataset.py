@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +19,18 @@ class Shard:
     labels: pa.Table
 
 
-@lru_cache(maxsize=256)
-def _mapped(path: str, inode: int, mtime_ns: int, size: int) -> np.ndarray:
-    """One read-only mapping per version of a file: a dataset opened again (every DAgger round, trial and
-    stage does) reuses it, so its pages count once in the process's RSS instead of once per opening."""
-    return np.load(path, mmap_mode="r", allow_pickle=False)
+_MAPPED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # (device, inode, mtime, size) -> live mapping
+
+
+def _mapped(path: Path) -> np.ndarray:
+    """One read-only mapping per version of a file while anything uses it: a dataset opened again (every DAgger
+    round, trial and stage does) reuses it, so its pages count once in RSS; unmapped when its last user lets go."""
+    st = path.stat()
+    key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+    images = _MAPPED.get(key)
+    if images is None:
+        images = _MAPPED[key] = np.load(path, mmap_mode="r", allow_pickle=False)
+    return images
 
 
 def _open_shard(root: Path, index: int, expected: dict, verify: bool) -> Shard:
@@ -35,8 +42,7 @@ def _open_shard(root: Path, index: int, expected: dict, verify: bool) -> Shard:
         if verify and sha256_file(path) != expected[f"{kind}_sha256"]:
             raise DatasetError(f"{path}: checksum mismatch (corrupt or modified {kind} shard)")
     try:
-        st = paths["images"].stat()
-        images = _mapped(str(paths["images"]), st.st_ino, st.st_mtime_ns, st.st_size)
+        images = _mapped(paths["images"])
     except (ValueError, OSError, EOFError) as exc:
         raise DatasetError(f"{paths['images']}: truncated or corrupt image shard ({exc})") from None
     try:

@@ -37,7 +37,7 @@ class TuneConfig:
     seed: int = field(default=0, metadata={"range": (0, None), "help": "seed of Sobol points, BO restarts and trials"})
     method: str = field(default="bo", metadata={"help": "bo, or sobol only", "choices": ("bo", "sobol")})
     executor: str = field(default="local", metadata={"help": "where trials run", "choices": ("local", "ray")})
-    address: str = field(default="", metadata={"help": "Ray cluster address (--executor ray); empty: a local Ray instance"})
+    address: str = field(default="", metadata={"help": "Ray cluster address (--executor ray); empty: $RAY_ADDRESS if set, else a new local Ray instance"})
 
 
 def _worker() -> str:
@@ -80,7 +80,7 @@ class _Ray:
 
         self.ray = ray
         if not ray.is_initialized():
-            ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
+            ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False, log_to_driver=False,
                      runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]))}})
         self.remote = ray.remote(num_cpus=1)(_call)
 
