@@ -266,3 +266,32 @@ def test_a_killed_online_run_resumes_where_it_stopped_to_the_same_numbers(small_
     for name in ("model.pt", "loss.pt"):
         a, b = (load(tmp_path / d / name)["state_dict"] for d in ("whole", "cut"))
         assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_a_bf16_run_computes_its_convolutions_in_bfloat16_and_keeps_float32_weights(small_dataset, tmp_path, monkeypatch):
+    """``--precision bf16``: the training step's convolutions see bfloat16 inputs (autocast), the loss gets float32,
+    the saved weights are float32, and the run is a different run from fp32 (so the setting is not ignored); with
+    the label-free loss, whose scores read the model's penultimate features, it trains too."""
+    from training.losses import LossSpec
+    from training.meta import MetaConfig
+
+    seen = []
+    conv_forward = torch.nn.Conv2d.forward
+
+    def recording(self, x):  # the real convolution, its output's dtype noted
+        out = conv_forward(self, x)
+        seen.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.Conv2d, "forward", recording)
+    cfg = TrainConfig(steps=6, batch_size=16, width_mult=0.25, eval_every=6, warmup_steps=2)
+    for precision in ("fp32", "bf16"):
+        seen.clear()
+        Run(tmp_path / precision, small_dataset, None, LossSpec(loss="mse"), MetaConfig(),
+            TrainConfig(**{**cfg.__dict__, "precision": precision})).run(progress=False)
+        assert (torch.bfloat16 in seen) == (precision == "bf16")
+    a, b = (load(tmp_path / d / "model.pt")["state_dict"] for d in ("fp32", "bf16"))
+    assert all(v.dtype == torch.float32 for v in b.values())
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    Run(tmp_path / "label-free", small_dataset, None, LossSpec(loss="label-free-weighted"), MetaConfig(schedule="online"),
+        TrainConfig(**{**cfg.__dict__, "precision": "bf16", "labels": "meta-only"})).run(progress=False)

@@ -538,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=2)
     p = command("architecture", _cmd_bench_architecture, "cheaper PilotNets against the reference: MSE + DAgger per training seed, "
                 "paired closed-loop comparison pooled over seeds, the cheapest accepted", parent=bench)
-    p.add_argument("--archs", default="1.0:elu,0.5:relu", help="comma-separated width:activation, the reference first")
+    p.add_argument("--archs", default="1.0:elu,0.5:relu", help="comma-separated width:activation[:precision] (precision fp32 or bf16, the training forward pass), the reference first")
     p.add_argument("--seeds", default="0,1", help="comma-separated training seeds")
     p.add_argument("--size", default="demo", choices=("full", "demo", "quick"), help="the pipeline's stage sizes for stages 1-4")
     p.add_argument("--episodes", type=int, default=48, help="paired routes per seed (tuning namespace, not evaluation routes)")

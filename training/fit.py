@@ -36,6 +36,7 @@ from training.losses import LEARNED, LossSpec, make_loss
 from training.meta.trainer import MetaConfig, MetaTrainer, PhiUpdater, emphasised_mse
 from training.models import PilotNet, PilotNetConfig, penultimate_width
 from training.models.io import load_model
+from training.precision import PRECISIONS, Precision
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class TrainConfig:
     linear_layers: int = field(default=4, metadata={"range": (1, 4), "help": "PilotNet linear layers (1-4)"})
     activation: str = field(default="elu", metadata={"help": "PilotNet activation", "choices": ("elu", "relu")})
     meta_conv_layers: int = field(default=0, metadata={"range": (0, 5), "help": "conv layers of the model used while meta-training (0: same)"})
+    precision: str = field(default="fp32", metadata={"help": "forward pass of a training step: fp32, or bf16 autocast on channels-last "
+                                                             "tensors (weights, loss and meta steps stay fp32)", "choices": PRECISIONS})
     labels: str = field(default="full", metadata={"help": "what training frames show the loss and sampler: full (scene features, "
                                                           "categories) or meta-only (a car's log; labels on the meta set only)",
                                                   "choices": LABELS})
@@ -262,7 +265,8 @@ class Run:
         if self.learned and not self.online:
             for p in self.loss.parameters():
                 p.requires_grad_(False)
-        model = self.model_factory(cfg.seed + 10_000)  # a fresh model: the meta-test protocol
+        precision = Precision(cfg.precision, self.device)
+        model = precision.prepare(self.model_factory(cfg.seed + 10_000))  # a fresh model: the meta-test protocol
         params = list(model.parameters()) + ([] if self.online else [p for p in self.loss.parameters() if p.requires_grad])
         opt = torch.optim.Adam(params, lr=cfg.lr)
         sampler = self._train_sampler(model, cfg.seed + 4)
@@ -291,7 +295,7 @@ class Run:
                 inner = [(x, y, extra)] + [self.train.batch(samplers["unroll_sampler"].next(), self.device) for _ in range(self.meta_cfg.unroll - 1)]
                 meta = phi.update(model, inner, self.meta.batch(samplers["meta_sampler"].next(), self.device), opt, cfg.grad_clip)
                 row["task_loss"] = meta.task_loss
-            loss = self.loss(model(x), y, extra)
+            loss = self.loss(precision.forward(model, x), y, extra)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:

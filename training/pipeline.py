@@ -33,6 +33,7 @@ from training.data.contact_sheet import contact_sheet
 from training.data.dataset import DrivingDataset
 from training.data.label_view import LABELS
 from training.label_modes import PAIRED, SEARCHES, Search, baselines, best_baseline, names
+from training.precision import PRECISIONS
 
 if TYPE_CHECKING:
     from training.evaluate import EvalConfig
@@ -55,6 +56,8 @@ class PipelineConfig:
     # PilotNet as published: width 0.5 / ReLU drove worse, paired (README, `metasteer bench architecture`)
     width_mult: float = field(default=1.0, metadata={"range": (0.05, 4.0), "help": "PilotNet channel multiplier of every model (1: the paper's widths)"})
     activation: str = field(default="elu", metadata={"help": "PilotNet activation of every model", "choices": ("elu", "relu")})
+    precision: str = field(default="fp32", metadata={"help": "forward pass of every training step (fp32, or bf16 autocast; see `train --precision`)",
+                                                     "choices": PRECISIONS})
     steps: int = field(default=3000, metadata={"range": (1, None), "help": "training steps of the MSE base model"})
     dagger_rounds: int = field(default=3, metadata={"range": (0, None), "help": "DAgger rounds on the MSE model (0: none)"})
     dagger_routes: int = field(default=30, metadata={"range": (1, None), "help": "routes the policy drives per DAgger round"})
@@ -245,7 +248,7 @@ def train_base(out: Path, data: Path, meta_data: Path, world_cfg: WorldConfig, c
     from training.meta import MetaConfig
 
     train_cfg = TrainConfig(steps=n["steps"], seed=cfg.seed, eval_every=max(1, n["steps"] // 10), warmup_steps=min(100, n["steps"] // 10),
-                            width_mult=cfg.width_mult, activation=cfg.activation)
+                            width_mult=cfg.width_mult, activation=cfg.activation, precision=cfg.precision)
     stages = stage_count(cfg.labels)
     t = _stage(f"2/{stages} MSE base model")
     train_once(out / "runs" / "mse", data, meta_data, LossSpec(loss="mse"), MetaConfig(), train_cfg, progress=progress)

@@ -4,8 +4,8 @@ The steering node runs as its own process; this process publishes 800x600 bgra8 
 bridge's QoS (reliable, depth 10) at 20 Hz and then at rising rates, and matches each control
 command to its frame by the header stamp the node copies. Reports latency percentiles, the share of
 frames answered, the highest rate still answered at >= 99 %, and the node's own inference time at 20 Hz
-and over the rate sweep (the node's window: its last 500 frames), its own frame counters after the 20 Hz
-run and the intra-op threads its onnxruntime session was built with (from its ``/diagnostics``).
+and over the rate sweep (the node's window: its last 500 frames), its own frame counters over the warm-up
+and the 20 Hz run and the intra-op threads its onnxruntime session was built with (from its ``/diagnostics``).
 An echo node (``echo_node``: same transport and QoS, replies at once) gets 20 Hz of the same frames
 interleaved with the steering node's (the same conditions; back to back, the transport alone varied
 2.8-5.3 ms p50 between runs), so ``overhead_p50_ms`` is what the steering node adds to the transport.
@@ -39,12 +39,32 @@ class _Probe:
     pub: Any
     received: list = field(default_factory=list)
 
-    def wait_for_subscriber(self, topic: str, timeout_s: float = 30.0) -> None:
-        import rclpy
+    def frame(self, payload: bytes) -> tuple[Any, tuple[int, int]]:
+        msg = self.image_type(height=600, width=800, encoding="bgra8", step=3200)
+        now = self.node.get_clock().now().to_msg()
+        msg.header.stamp, msg.data = now, payload
+        return msg, (now.sec, now.nanosec)
 
-        deadline = time.time() + timeout_s
-        while self.node.count_subscribers(topic) == 0 and time.time() < deadline:
-            rclpy.spin_once(self.node, timeout_sec=0.1)
+
+def _prime(probes: list[_Probe], payload: bytes, timeout_s: float = 30.0) -> None:
+    """A frame to each probe every 0.2 s until each has answered one, then 0.5 s for any still in flight.
+    Only a reply proves both directions matched: graph discovery (``count_subscribers``) comes before the
+    endpoints match, and a reliable volatile reader drops what was written before it matched the writer."""
+    import rclpy
+
+    node, deadline = probes[0].node, time.time() + timeout_s
+    while any(not p.received for p in probes) and time.time() < deadline:
+        for p in probes:
+            if not p.received:
+                p.pub.publish(p.frame(payload)[0])
+        end = time.time() + 0.2
+        while time.time() < end:
+            rclpy.spin_once(node, timeout_sec=0.02)
+    if any(not p.received for p in probes):
+        raise RuntimeError(f"a node under test answered no frame in {timeout_s:.0f} s: see its log")
+    end = time.time() + 0.5
+    while time.time() < end:
+        rclpy.spin_once(node, timeout_sec=0.02)
 
 
 def _fresh_diagnostics(node: Any, diag: list, wait_s: float = 3.5, answered: int = 0) -> dict[str, str]:
@@ -78,11 +98,8 @@ def _stream(probes: list[_Probe], rate_hz: float, frames: int, payload: bytes) -
     t0 = time.perf_counter()
     for k in range(frames * len(probes)):
         i = k % len(probes)
-        msg = probes[i].image_type(height=600, width=800, encoding="bgra8", step=3200)
-        now = node.get_clock().now().to_msg()
-        msg.header.stamp = now
-        msg.data = payload
-        sent[i][(now.sec, now.nanosec)] = time.perf_counter()
+        msg, key = probes[i].frame(payload)
+        sent[i][key] = time.perf_counter()
         probes[i].pub.publish(msg)
         while time.perf_counter() < t0 + (k + 1) * period:
             rclpy.spin_once(node, timeout_sec=max(0.0, t0 + (k + 1) * period - time.perf_counter()))
@@ -135,8 +152,8 @@ def bench_node_latency(model: Path, frames: int = 200, rates: tuple[float, ...] 
                                                              "infraction_log": log.name + ".jsonl", "max_frame_age_s": 1.0,
                                                              "inference_threads": threads},
                            env, stdout=log, stderr=subprocess.STDOUT))
-        echo.wait_for_subscriber(ECHO_IMAGE_TOPIC)
-        steer.wait_for_subscriber(CAMERA_TOPIC)
+        _prime([echo, steer], payload)
+        base = _fresh_diagnostics(node, diag, answered=len(steer.received))  # the node's counters before the warm-up
         warm = _stream([echo, steer], 20, WARMUP_FRAMES, payload)[1]
         transport, at20 = _stream([echo, steer], 20, frames, payload)  # the same conditions for both
         replied = round(warm["answered_fraction"] * WARMUP_FRAMES + at20["answered_fraction"] * frames)
@@ -158,8 +175,8 @@ def bench_node_latency(model: Path, frames: int = 200, rates: tuple[float, ...] 
             "inference_p50_ms": float(values.get("inference_p50_ms", "nan")), "inference_p99_ms": float(values.get("inference_p99_ms", "nan")),
             "inference_20hz_p50_ms": float(values20.get("inference_p50_ms", "nan")), "inference_20hz_p99_ms": float(values20.get("inference_p99_ms", "nan")),
             "node_stamp_to_answer_p50_ms": float(values.get("end_to_end_p50_ms", "nan")),  # the node's own view: frame stamp -> command ready
-            # the node's own counters after the 20 Hz run (warm-up included) and the threads its onnxruntime session runs with
-            "node_at_20hz": {k: int(values20[k]) for k in ("frames", "answered", "stale", "malformed") if k in values20},
+            # the node's own counters over the warm-up and the 20 Hz run (priming excluded) and the threads its onnxruntime session runs with
+            "node_at_20hz": {k: int(values20[k]) - int(base[k]) for k in ("frames", "answered", "stale", "malformed") if k in values20 and k in base},
             "node_inference_threads": int(values["inference_threads"]) if values.get("inference_threads", "none").isdigit() else None,
             "runs": runs, "transport": transport, "interface": iface.name, "inference_threads": threads, "frame": "800x600 bgra8", "publisher_qos": "reliable, keep-last 10 (carla-ros-bridge)",
             "fastdds_profile": env.get("FASTRTPS_DEFAULT_PROFILES_FILE")}

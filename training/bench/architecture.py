@@ -34,10 +34,10 @@ SCENE_CHECKED = ("pass_rate_rare", "pass_rate_pedestrian")  # lower bounds, scen
 ROUTE_CHECKED = ("normal_infractions_per_km",)  # upper bound, route level
 
 
-def parse_arch(text: str) -> tuple[float, str]:
-    """``"0.5:relu"`` -> (0.5, "relu")."""
-    width, _, activation = text.partition(":")
-    return float(width), activation or "elu"
+def parse_arch(text: str) -> tuple[float, str, str]:
+    """``"0.5:relu"`` -> (0.5, "relu", "fp32"); ``"1.0:elu:bf16"``: the same net trained in bfloat16 autocast."""
+    width, activation, precision = (text.split(":") + ["", ""])[:3]
+    return float(width), activation or "elu", precision or "fp32"
 
 
 def onnx_ms_per_frame(path: Path, repeats: int = 300) -> float:
@@ -100,9 +100,10 @@ def bench_architecture(work: Path, archs: list[str], seeds: list[int], size: str
         data, meta = collect_data(root / "data", world_cfg, cfg, n, progress)
         starts = []
         for arch, name in zip(archs, names):
-            width, activation = parse_arch(arch)
+            width, activation, precision = parse_arch(arch)
             t = time.perf_counter()
-            base = train_base(root / name, data, meta, world_cfg, replace(cfg, width_mult=width, activation=activation), n, {}, progress)
+            base = train_base(root / name, data, meta, world_cfg, replace(cfg, width_mult=width, activation=activation, precision=precision),
+                              n, {}, progress)
             timings.setdefault(name, []).append(time.perf_counter() - t)
             starts.append(Path(base["start"]))
         ecfg = EvalConfig(episodes=episodes, seed=ARCH_ROUTES + seed, workers=2, split="tune", max_time_s=n["max_time_s"])

@@ -44,7 +44,7 @@ class PenultimateTap:
         last.register_forward_pre_hook(self._hook)
 
     def _hook(self, module: nn.Module, inputs: tuple) -> None:
-        self.value = inputs[0].detach()
+        self.value = inputs[0].detach().float()  # bfloat16 under a reduced-precision forward
 
 
 def label_changes(y: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
