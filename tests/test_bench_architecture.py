@@ -1,7 +1,9 @@
 """The architecture bench's acceptance rule: scenario-level lower bounds on rare scenes and pedestrians, the
 route-level normal-road upper bound; every seed's scenes pooled."""
 
-from training.bench.architecture import MARGIN, _pooled, accepted, scene_diffs
+import pytest
+
+from training.bench.architecture import MARGIN, _pooled, accepted, parse_arch, scene_diffs
 from training.study_stats import scenario_table
 
 
@@ -43,3 +45,12 @@ def test_normal_road_infractions_and_missing_intervals_refuse():
     assert not accepted(same, {"normal_infractions_per_km": {"diff": None, "ci95": None}})
     no_pedestrians = _pooled([_block({"ref": [("obstacle", True)] * 20})], "ref", "per_scene")
     assert not accepted(scene_diffs(no_pedestrians, no_pedestrians), SAFE_ROUTES)
+
+
+def test_an_architecture_names_width_activation_and_training_precision_and_a_typo_fails():
+    assert parse_arch("0.75") == (0.75, "elu", "fp32")
+    assert parse_arch("0.5:relu") == (0.5, "relu", "fp32")
+    assert parse_arch("1.0:elu:bf16") == (1.0, "elu", "bf16")
+    for bad in ("1.0:elu:bf61", "1.0:elu:bf16:x"):
+        with pytest.raises(ValueError, match="architecture"):
+            parse_arch(bad)

@@ -287,11 +287,18 @@ def test_a_bf16_run_computes_its_convolutions_in_bfloat16_and_keeps_float32_weig
     cfg = TrainConfig(steps=6, batch_size=16, width_mult=0.25, eval_every=6, warmup_steps=2)
     for precision in ("fp32", "bf16"):
         seen.clear()
-        Run(tmp_path / precision, small_dataset, None, LossSpec(loss="mse"), MetaConfig(),
-            TrainConfig(**{**cfg.__dict__, "precision": precision})).run(progress=False)
-        assert (torch.bfloat16 in seen) == (precision == "bf16")
+        run = Run(tmp_path / precision, small_dataset, None, LossSpec(loss="mse"), MetaConfig(),
+                  TrainConfig(**{**cfg.__dict__, "precision": precision}))
+        loss_forward, given = run.loss.forward, []
+        run.loss.forward = lambda y_hat, *rest: given.append(y_hat.dtype) or loss_forward(y_hat, *rest)
+        run.run(progress=False)
+        assert (torch.bfloat16 in seen) == (precision == "bf16") and set(given) == {torch.float32}
     a, b = (load(tmp_path / d / "model.pt")["state_dict"] for d in ("fp32", "bf16"))
     assert all(v.dtype == torch.float32 for v in b.values())
     assert any(not torch.equal(a[k], b[k]) for k in a)
-    Run(tmp_path / "label-free", small_dataset, None, LossSpec(loss="label-free-weighted"), MetaConfig(schedule="online"),
-        TrainConfig(**{**cfg.__dict__, "precision": "bf16", "labels": "meta-only"})).run(progress=False)
+    run = Run(tmp_path / "label-free", small_dataset, None, LossSpec(loss="label-free-weighted"), MetaConfig(schedule="online"),
+              TrainConfig(**{**cfg.__dict__, "precision": "bf16", "labels": "meta-only"}))
+    scores, read = run.loss.scores, []
+    run.loss.scores = lambda *args: read.append(run.loss.tap.value.dtype) or scores(*args)
+    run.run(progress=False)
+    assert read and set(read) == {torch.float32}  # the penultimate features its scores read, from bf16 steps too

@@ -291,7 +291,7 @@ class Run:
                 group["lr"] = lr_at(state.step, cfg)
             x, y, extra = self.train.batch(sampler.next(), self.device)
             row = {}
-            if self.online and state.step % self.meta_cfg.meta_every == 0:  # phi first, through the step the model is about to take
+            if self.online and state.step % self.meta_cfg.meta_every == 0:  # phi first, through the step the model is about to take (looked ahead in fp32 whatever the precision)
                 inner = [(x, y, extra)] + [self.train.batch(samplers["unroll_sampler"].next(), self.device) for _ in range(self.meta_cfg.unroll - 1)]
                 meta = phi.update(model, inner, self.meta.batch(samplers["meta_sampler"].next(), self.device), opt, cfg.grad_clip)
                 row["task_loss"] = meta.task_loss

@@ -225,7 +225,7 @@ def trial_budget(search: Search, cfg: PipelineConfig, n: dict, start: Path):
     routes. Only the space and what the training frames show differ between searches."""
     from training.tune.objectives import TrialBudget
 
-    return TrialBudget(space=search.space, labels=search.labels, steps=n["trial_steps"], lr=dagger_config(cfg, n).dagger_lr,
+    return TrialBudget(space=search.space, labels=search.labels, precision=cfg.precision, steps=n["trial_steps"], lr=dagger_config(cfg, n).dagger_lr,
                        init_from=str(start), episodes=n["tune_episodes"], abnormal_rate=cfg.eval_abnormal_rate, max_time_s=n["max_time_s"])
 
 

@@ -47,9 +47,9 @@ class _Probe:
 
 
 def _prime(probes: list[_Probe], payload: bytes, timeout_s: float = 30.0) -> None:
-    """A frame to each probe every 0.2 s until each has answered one, then 0.5 s for any still in flight.
-    Only a reply proves both directions matched: graph discovery (``count_subscribers``) comes before the
-    endpoints match, and a reliable volatile reader drops what was written before it matched the writer."""
+    """A frame to each probe every 0.2 s until each has answered one. Only a reply proves both directions
+    matched: graph discovery (``count_subscribers``) comes before the endpoints match, and a reliable volatile
+    reader drops what was written before it matched the writer."""
     import rclpy
 
     node, deadline = probes[0].node, time.time() + timeout_s
@@ -60,11 +60,23 @@ def _prime(probes: list[_Probe], payload: bytes, timeout_s: float = 30.0) -> Non
         end = time.time() + 0.2
         while time.time() < end:
             rclpy.spin_once(node, timeout_sec=0.02)
-    if any(not p.received for p in probes):
-        raise RuntimeError(f"a node under test answered no frame in {timeout_s:.0f} s: see its log")
-    end = time.time() + 0.5
-    while time.time() < end:
-        rclpy.spin_once(node, timeout_sec=0.02)
+    silent = [p.pub.topic_name for p in probes if not p.received]
+    if silent:
+        raise RuntimeError(f"no answer to frames on {silent} in {timeout_s:.0f} s")
+
+
+def _settled_counters(node: Any, diag: list, answered: int) -> dict[str, str]:
+    """The steering node's ``/diagnostics`` once two messages in a row count the same frames and at least
+    ``answered`` answered: no priming frame is still queued when the run's counting starts."""
+    last: dict[str, str] = {}
+    for _ in range(10):
+        values = _fresh_diagnostics(node, diag, answered=answered)
+        if not values:
+            break
+        if values.get("frames") == last.get("frames"):
+            return values
+        last = values
+    raise RuntimeError("the steering node's /diagnostics did not settle after priming: its frame counters are unknown")
 
 
 def _fresh_diagnostics(node: Any, diag: list, wait_s: float = 3.5, answered: int = 0) -> dict[str, str]:
@@ -152,12 +164,16 @@ def bench_node_latency(model: Path, frames: int = 200, rates: tuple[float, ...] 
                                                              "infraction_log": log.name + ".jsonl", "max_frame_age_s": 1.0,
                                                              "inference_threads": threads},
                            env, stdout=log, stderr=subprocess.STDOUT))
-        _prime([echo, steer], payload)
-        base = _fresh_diagnostics(node, diag, answered=len(steer.received))  # the node's counters before the warm-up
+        try:
+            _prime([echo, steer], payload)
+            base = _settled_counters(node, diag, answered=len(steer.received))  # the node's counters before the warm-up
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}; the nodes' log: {log.name}") from None
         warm = _stream([echo, steer], 20, WARMUP_FRAMES, payload)[1]
         transport, at20 = _stream([echo, steer], 20, frames, payload)  # the same conditions for both
         replied = round(warm["answered_fraction"] * WARMUP_FRAMES + at20["answered_fraction"] * frames)
-        values20 = _fresh_diagnostics(node, diag, answered=replied)  # the node's window (500 frames) holds only 20 Hz frames here
+        # the node's window (its last 500 frames) holds the 20 Hz frames and the few priming ones here
+        values20 = _fresh_diagnostics(node, diag, answered=int(base["answered"]) + replied)
         runs = [at20] + [_stream([steer], r, frames, payload)[0] for r in rates if r != 20]
         values = _fresh_diagnostics(node, diag)
         node.destroy_node()

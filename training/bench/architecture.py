@@ -12,7 +12,9 @@ early meets fewer scenes. Acceptance, per candidate against the reference (the f
 every seed's scenes and routes pooled: the 95 % lower bound of the scenario-level pass-rate difference >=
 -``MARGIN`` over all rare scenes and over pedestrians (paired bootstrap over scenes), and the upper bound of
 the route-level normal-road infractions/km difference <= +``MARGIN`` (paired bootstrap over routes). The
-cheapest accepted architecture (onnxruntime ms per frame, one thread) is the one to ship.
+cheapest accepted architecture (onnxruntime ms per frame, one thread) is the one to ship. An architecture may
+name a training precision (``1.0:elu:bf16``): the same graph as its fp32 twin, so the acceptance is what counts
+there; its gain is training time (``bench train-step``; ``base_train_s_per_seed`` is ~0 for runs reused from ``--work``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 
 from simulator.factory import WorldConfig
 from training.compare import GROUPS, compare, paired_diff
+from training.precision import PRECISIONS
 from training.study_stats import pool
 
 ARCH_ROUTES = 0xA7C4  # route seeds of this bench: their own, apart from every pipeline's tuning routes
@@ -36,7 +39,12 @@ ROUTE_CHECKED = ("normal_infractions_per_km",)  # upper bound, route level
 
 def parse_arch(text: str) -> tuple[float, str, str]:
     """``"0.5:relu"`` -> (0.5, "relu", "fp32"); ``"1.0:elu:bf16"``: the same net trained in bfloat16 autocast."""
-    width, activation, precision = (text.split(":") + ["", ""])[:3]
+    parts = text.split(":")
+    if not 1 <= len(parts) <= 3:
+        raise ValueError(f"architecture {text!r}: expected width[:activation[:precision]], e.g. 0.75:elu or 1.0:elu:bf16")
+    width, activation, precision = (parts + ["", ""])[:3]
+    if (precision or "fp32") not in PRECISIONS:
+        raise ValueError(f"architecture {text!r}: precision {precision!r} is not one of {PRECISIONS}")
     return float(width), activation or "elu", precision or "fp32"
 
 
@@ -91,7 +99,7 @@ def bench_architecture(work: Path, archs: list[str], seeds: list[int], size: str
     from training.pipeline import PipelineConfig, collect_data, train_base
 
     work, world_cfg = Path(work), world_cfg or WorldConfig()
-    names = [a.replace(":", "-") for a in archs]
+    names, parsed = [a.replace(":", "-") for a in archs], [parse_arch(a) for a in archs]  # a typo fails before any work
     per_seed, timings = [], {}
     for seed in seeds:
         cfg = PipelineConfig(seed=seed, size=size)
@@ -99,8 +107,7 @@ def bench_architecture(work: Path, archs: list[str], seeds: list[int], size: str
         root = work / f"seed-{seed}"
         data, meta = collect_data(root / "data", world_cfg, cfg, n, progress)
         starts = []
-        for arch, name in zip(archs, names):
-            width, activation, precision = parse_arch(arch)
+        for (width, activation, precision), name in zip(parsed, names):
             t = time.perf_counter()
             base = train_base(root / name, data, meta, world_cfg, replace(cfg, width_mult=width, activation=activation, precision=precision),
                               n, {}, progress)

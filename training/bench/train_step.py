@@ -3,8 +3,9 @@
 ``compute_ms``: forward + backward + clipped Adam step on a batch already on the device.
 ``data_ms``: drawing a batch as ``metasteer train`` does (sampler -> uint8 frames gathered from
 RAM or GPU memory -> preprocessing on the device). ``step_ms``: both together. ``data_share`` =
-data / step. ``cpu_bf16_channels_last``: the same step under bfloat16 autocast with channels-last tensors, a lever
-measured here and not used by training (its closed-loop driving is unjudged). Medians over interleaved repeats.
+data / step. ``cpu_bf16_channels_last``: the same step under bfloat16 autocast with channels-last tensors, what
+``train --precision bf16`` runs (judged in closed loop by ``bench architecture --archs 1.0:elu,1.0:elu:bf16``). Medians
+over interleaved repeats.
 Frames are random uint8 bands of the training size (the input path's cost does not depend on their content).
 """
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from training.data.label_view import LABELS
+from training.precision import PRECISIONS
 from training.tune.space import SPACES, decode, trial_setup
 
 METRICS = ("rare_pass_rate", "time_without_infractions_s", "route_completion", "driving_score")
@@ -32,6 +33,8 @@ class TrialBudget:
     max_time_s: float = field(default=150.0, metadata={"range": (1.0, None), "help": "episode time limit of the tuning routes, simulated seconds"})
     labels: str = field(default="full", metadata={"help": "what a trial's training frames show its loss and sampler (train --labels)",
                                                   "choices": LABELS})
+    precision: str = field(default="fp32", metadata={"help": "forward pass of a trial's training steps (train --precision)",
+                                                     "choices": PRECISIONS})
 
 
 def synthetic(x: np.ndarray, trial: int, seed: int) -> tuple[float, float]:
@@ -72,7 +75,7 @@ def closed_loop(x: np.ndarray, trial: int, seed: int, work: Path, data: Path | l
     params = decode(x, SPACES[budget.space])
     spec, meta, rare_fraction = trial_setup(params, budget.space)
     train = TrainConfig(steps=budget.steps, lr=budget.lr, seed=seed, eval_every=max(1, budget.steps // 5), warmup_steps=min(100, budget.steps // 10),
-                        rare_fraction=rare_fraction, labels=budget.labels)
+                        rare_fraction=rare_fraction, labels=budget.labels, precision=budget.precision)
     if budget.init_from:
         train = warm_start(train, budget.init_from)
     run_dir = Path(work) / f"trial-{trial:03d}"
