@@ -57,6 +57,8 @@ class EmbeddedBridge(Node):
         self.create_subscription(self.iface.control_type, f"{base}/vehicle_control_cmd", self.on_control, 10)
         self.create_subscription(DiagnosticArray, "/diagnostics", self.on_diagnostics, 10)
         self.control = None
+        self.awaited: tuple[int, int] | None = None  # the stamp of the frame whose command the episode waits for
+        self.unmatched = 0
         self.node_matched = False
         self.controls_by_model: dict[str, int] = {}
         self.published: dict[str, int] = {}
@@ -65,10 +67,18 @@ class EmbeddedBridge(Node):
         return self.count_publishers(f"/carla/{self.params['role_name']}/vehicle_control_cmd")
 
     def on_control(self, msg) -> None:
+        """Keep the command that answers the frame just sent (the node copies its stamp); taking any other (a
+        late answer to an earlier frame, a watchdog brake stamped at another time) as this step's would put
+        every later command one tick behind its frame."""
         try:
-            self.control = self.iface.read_control(msg)
+            control = self.iface.read_control(msg)
         except ValueError as exc:
             self.get_logger().warning(f"ignored a control message: {exc}", throttle_duration_sec=2.0)
+            return
+        if (msg.header.stamp.sec, msg.header.stamp.nanosec) == self.awaited:
+            self.control = control
+        else:
+            self.unmatched += 1
 
     def on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -96,6 +106,7 @@ class EmbeddedBridge(Node):
         # nanoseconds (rounding the fraction alone sent 4.9999999 s as 4.0 s: a stamp 1 s in the past)
         sec, nanosec = divmod(round(obs.time_s * 1e9), 1_000_000_000)
         stamp = Time(sec=int(sec), nanosec=int(nanosec))
+        self.awaited = (stamp.sec, stamp.nanosec)
         self._send(self.clock_pub, Clock(clock=stamp))
         img = Image(height=obs.image.shape[0], width=obs.image.shape[1], encoding="bgra8", is_bigendian=0, step=obs.image.shape[1] * 4)
         img.header.stamp, img.header.frame_id = stamp, f"{self.params['role_name']}/{self.params['camera']}"
@@ -134,7 +145,7 @@ class EmbeddedBridge(Node):
         for pub in self._topics_out():  # the last frames reach every subscriber (a recorder) before the process ends
             pub.wait_for_all_acked(Duration(seconds=2.0))
         result = {"seed": self.params["seed"], **self.world.metrics.summary(), "control_timeouts": timeouts,
-                  "controls_by_model": self.controls_by_model, "published": self.published}
+                  "controls_by_model": self.controls_by_model, "unmatched_controls": self.unmatched, "published": self.published}
         if self.params["result_path"]:
             with open(self.params["result_path"], "w") as fh:
                 json.dump(result, fh, indent=2)

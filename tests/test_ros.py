@@ -131,12 +131,22 @@ def steering_node(models, tmp_path):
         stop(p)
 
 
-def wait_for_node(h, timeout=30.0, camera_topic="/carla/ego_vehicle/rgb_front/image"):
+def wait_for_node(h, timeout=30.0, replies=None):
+    """Until the node just started is matched both ways: a command of it has arrived (it brakes from start-up
+    until it answers a frame: the reply path works) and its /diagnostics count a matched camera publisher (ours).
+    Graph discovery alone comes first, and a reliable volatile reader drops what was sent before it matched.
+    ``replies``: the list its commands arrive in (default the harness's)."""
+    replies = h.commands if replies is None else replies
+    replies.clear()
+    h.diagnostics.clear()
     end = time.monotonic() + timeout
-    while h.node.count_subscribers(camera_topic) == 0:
-        assert time.monotonic() < end, "steering node did not come up"
-        spin(h, 0.1)
-    spin(h, 0.5)
+    while not (replies and any(int(_values(d).get("camera_publishers", "0")) > 0 for d in h.diagnostics)):
+        assert time.monotonic() < end, "steering node did not come up (no command, or its camera reader matched nothing)"
+        spin(h, 0.05)
+
+
+def _values(msg) -> dict[str, str]:
+    return {kv.key: kv.value for kv in msg.status[0].values}
 
 
 @pytest.mark.parametrize("interface", ["carla_msgs", "fallback"])
@@ -154,6 +164,28 @@ def test_bridge_and_node_drive_an_episode_across_processes(models, tmp_path, int
     assert node["time_s"] == pytest.approx(result["time_s"], rel=0.02, abs=0.1)
     assert node["distance_m"] == pytest.approx(result["distance_m"], rel=0.02, abs=1.0)
     assert "route_completion" in result and "collisions" in result
+
+
+def test_the_bridge_takes_as_a_steps_command_only_the_answer_to_that_steps_frame(harness):
+    """A command stamped otherwise (a late answer to the previous frame, a brake of another time) is not this
+    step's: taken, it would put every later command one tick behind its frame for the rest of the episode."""
+    from dataclasses import replace
+
+    from builtin_interfaces.msg import Time
+
+    from simulator.embedded_bridge import EmbeddedBridge
+
+    bridge = EmbeddedBridge()
+    try:
+        bridge._publish(replace(bridge.world.reset(0), time_s=1.25))  # the frame of this step, stamped 1.25 s
+        late = bridge.iface.make_control(Time(sec=1, nanosec=200_000_000), 0.5, 0.1, 0.0, "m")
+        answer = bridge.iface.make_control(Time(sec=1, nanosec=250_000_000), 0.5, 0.2, 0.0, "m")
+        bridge.on_control(late)
+        assert bridge.control is None and bridge.unmatched == 1
+        bridge.on_control(answer)
+        assert bridge.control == pytest.approx((0.5, 0.2, 0.0, "m"))
+    finally:
+        bridge.destroy_node()
 
 
 def test_malformed_images_are_dropped_and_the_node_lives(harness, steering_node):
@@ -200,6 +232,7 @@ def test_hot_swap_ten_times_while_streaming(harness, steering_node, models):
     k = 0
     pending = None
     while swaps or pending is not None or time.monotonic() < next_swap + 0.5:
+        assert time.monotonic() < t0 + 120, "the parameter swaps did not finish (a reply lost?)"
         msg = frame(h)
         msg.header.stamp.sec, msg.header.stamp.nanosec = h.node.get_clock().now().to_msg().sec, 1000 * k  # unique per frame
         stamp = h.node.get_clock().now().to_msg()
@@ -327,7 +360,7 @@ def test_the_fallback_message_set_without_carla_msgs(harness, steering_node, mod
     collision_pub = h.node.create_publisher(String, f"{base}/collision", 10)
     joys = []
     h.node.create_subscription(Joy, f"{base}/vehicle_control_cmd", joys.append, 10)
-    wait_for_node(h, camera_topic=f"{base}/rgb_front/image")
+    wait_for_node(h, replies=joys)
     collision_pub.publish(String(data="not json"))
     collision_pub.publish(String(data=json.dumps({"other_actor_id": 7, "normal_impulse": [50.0, 0.0, 0.0]})))
     for _ in range(3):
