@@ -106,9 +106,11 @@ def test_the_closed_loop_objective_is_the_metric_of_its_model_on_the_tuning_rout
     from training.tune.objectives import TrialBudget, closed_loop
     from training.tune.space import FIRST_POINTS
 
-    budget = TrialBudget(space="learned", steps=10, episodes=2, abnormal_rate=0.3, max_time_s=20.0, metric=metric)
+    precision = "bf16" if metric == "route_completion" else "fp32"  # one case trains as `pipeline --precision bf16` would
+    budget = TrialBudget(space="learned", steps=10, episodes=2, abnormal_rate=0.3, max_time_s=20.0, metric=metric, precision=precision)
     value, var = closed_loop(np.array(FIRST_POINTS["learned"][0]), 0, 3, tmp_path, small_dataset, None, budget)
     trial = json.loads((tmp_path / "trial-000" / "trial.json").read_text())
+    assert json.loads((tmp_path / "trial-000" / "request.json").read_text())["train"]["precision"] == precision
     assert trial["routes"] == [route_seed(3, k, "tune") for k in range(2)] and trial["value"] == value
     judged = compare([tmp_path / "trial-000" / "model.onnx"], WorldConfig(abnormal_rate=0.3),
                      EvalConfig(episodes=2, seed=3, workers=1, split="tune", max_time_s=20.0), progress=False)
