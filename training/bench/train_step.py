@@ -18,6 +18,7 @@ import torch
 
 from training.data.arrays import ArraySet, Sampler
 from training.models import PilotNet, PilotNetConfig
+from training.precision import Precision
 
 
 def _sync(device: str) -> None:
@@ -25,17 +26,15 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def bench_device(data: ArraySet, device: str, batch: int, repeats: int, seed: int, bf16_channels_last: bool = False) -> dict:
+def bench_device(data: ArraySet, device: str, batch: int, repeats: int, seed: int, precision: str = "fp32") -> dict:
     torch.manual_seed(seed)
-    layout = torch.channels_last if bf16_channels_last else torch.contiguous_format
-    model = PilotNet(PilotNetConfig()).to(device, memory_format=layout)
+    step = Precision(precision, device)  # the training run's own forward pass
+    model = step.prepare(PilotNet(PilotNetConfig()).to(device))
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     sampler = Sampler(data.abnormal, batch, seed)
 
     def train_on(x: torch.Tensor, y: torch.Tensor) -> None:
-        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16_channels_last):
-            out = model(x.contiguous(memory_format=layout))
-        loss = torch.mean((out.float() - y) ** 2)
+        loss = torch.mean((step.forward(model, x) - y) ** 2)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -66,4 +65,4 @@ def bench_train_step(frames: int = 8000, batch: int = 64, repeats: int = 30, see
                     np.zeros((frames, 12), np.float32), category, [f"f{k}" for k in range(12)], np.arange(frames) // 100)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     return {"frames": frames, **{d: bench_device(data, d, batch, repeats, seed) for d in devices},
-            "cpu_bf16_channels_last": bench_device(data, "cpu", batch, repeats, seed, bf16_channels_last=True)}
+            "cpu_bf16_channels_last": bench_device(data, "cpu", batch, repeats, seed, precision="bf16")}
