@@ -62,7 +62,7 @@ def test_dagger_command_runs_rounds_and_fine_tunes_from_the_policy(small_dataset
                                 "--width-mult", "0.5", "--eval-every", "10", "--warmup-steps", "5", "--no-progress"], env=cli_env, check=True,
                    capture_output=True)
     args = ["dagger", "--run", str(run), "--data", str(small_dataset), "--out", str(tmp_path / "dagger"), "--rounds", "2",
-            "--routes", "2", "--routes-per-shard", "1", "--dagger-steps", "10", "--workers", "1", "--json", "--no-progress"]
+            "--routes", "2", "--routes-per-shard", "1", "--dagger-steps", "10", "--workers", "1", "--precision", "bf16", "--json", "--no-progress"]
     res = subprocess.run(METASTEER + args, env=cli_env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
@@ -72,6 +72,7 @@ def test_dagger_command_runs_rounds_and_fine_tunes_from_the_policy(small_dataset
     request = json.loads((tmp_path / "dagger" / "round-2" / "run" / "request.json").read_text())
     assert request["train"]["init_from"].endswith("round-1/run")
     assert len(request["data"]) == 3  # original + both rounds
+    assert request["train"]["precision"] == "bf16"  # the command's precision reaches every round's training
     done = file_stamps(tmp_path / "dagger", skip=("dagger.json",))
     again = subprocess.run(METASTEER + args, env=cli_env, capture_output=True, text=True, timeout=600)
     assert json.loads(again.stdout.strip().splitlines()[-1])["rounds"] == out["rounds"]

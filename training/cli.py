@@ -252,9 +252,10 @@ def _cmd_compare(args: argparse.Namespace) -> dict:
 def _cmd_dagger(args: argparse.Namespace) -> dict:
     from simulator.factory import WorldConfig
     from training.dagger import DaggerConfig, dagger
+    from training.fit import TrainConfig
 
     return dagger(Path(args.out), Path(args.run), [Path(d) for d in args.data], from_args(WorldConfig, args),
-                  from_args(DaggerConfig, args), progress=not args.no_progress)
+                  from_args(DaggerConfig, args), train_cfg=TrainConfig(precision=args.precision), progress=not args.no_progress)
 
 
 def _cmd_bench_events_curve(args: argparse.Namespace) -> dict:
@@ -451,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     add_arguments(p, WorldConfig)
     add_arguments(p, DaggerConfig)
+    add_arguments(p, TrainConfig, only=("precision",))
 
     p = command("export", _cmd_export, "export a run to ONNX (opset 17, metadata, parity-checked against torch)")
     p.add_argument("run", type=run_model, help="run directory or model.pt")

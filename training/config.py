@@ -59,11 +59,11 @@ def bounded(tp: type, lo: float | None = None, hi: float | None = None) -> Calla
     return parse
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """Add one flag per field of dataclass ``cls`` (scalars only), defaulting to the field's default."""
+def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None) -> None:
+    """Add one flag per field of dataclass ``cls`` (scalars only; ``only`` those named), defaulting to the field's default."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if f.name in skip or f.name.startswith("_"):
+        if f.name in skip or f.name.startswith("_") or (only is not None and f.name not in only):
             continue
         tp = _scalar_type(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
