@@ -3,6 +3,7 @@ code 2, the option, the value and what is allowed), a path of the wrong kind nam
 written."""
 
 import argparse
+import re
 import subprocess
 
 import pytest
@@ -76,3 +77,31 @@ def test_the_reported_cases(tmp_path, cli_env):
     res = subprocess.run(METASTEER + ["compare", str(ROOT / "models" / "mse.onnx"), str(ROOT / "models" / "learned.onnx"), "--names", "a",
                                       "--out", str(tmp_path / "c")], env=cli_env, capture_output=True, text=True)
     assert res.returncode == 2 and "argument --names: 'a' names 1 models, 2 were given" in res.stderr and not (tmp_path / "c").exists()
+
+
+def test_every_flag_the_docs_give_a_command_is_one_it_takes():
+    """The README and docs quote commands to copy: a flag renamed in the code and not there is a command that fails."""
+    parsers = {" ".join(command): parser for command, parser in _commands(cli.build_parser())}
+    quoted = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md")), *sorted((ROOT / "models").glob("*.md"))]:
+        text = doc.read_text()
+        quoted += [(doc.name, q) for q in re.findall(r"`(metasteer [^`]+)`", text)]
+        quoted += [(doc.name, line.strip()) for line in text.splitlines() if line.strip().startswith("metasteer ")]
+    unknown = []
+    for doc, quote in quoted:
+        words = quote.split()[1:]
+        names = [w for w in words[:2] if not w.startswith("-")]
+        if len(names) == 2 and names[1].startswith("{"):  # a list such as `bench {sim,closed-loop}`: each one a command
+            unknown += [f"{doc}: no command `metasteer {names[0]} {c}`" for c in names[1].strip("{}").split(",") if f"{names[0]} {c}" not in parsers]
+            continue
+        command = next((c for c in (" ".join(names), names[0] if names else "") if c in parsers), None)
+        if command is None:
+            continue  # a placeholder such as `metasteer CMD -h`
+        known = {o for a in parsers[command]._actions for o in a.option_strings}
+        for word in words:
+            if word in ("&&", "|", ";", "#"):
+                break
+            flag = word.split("=")[0].rstrip(",.)")
+            if flag.startswith("--") and flag not in known:
+                unknown.append(f"{doc}: `metasteer {command}` has no {flag} ({quote[:70]})")
+    assert len(quoted) > 20 and not unknown, "\n".join(unknown)
