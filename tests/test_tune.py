@@ -26,6 +26,29 @@ def test_bo_suggestions_stay_in_bounds():
     assert cand.shape == (3, 3) and (cand >= 0).all() and (cand <= 1).all()
 
 
+def test_a_pending_point_moves_the_suggestion_off_it():
+    """A point already proposed but not observed: BO proposes beside it, not the same trial twice."""
+    x = torch.tensor([[0.1], [0.3], [0.45], [0.7], [0.9]], dtype=torch.float64)
+    y = -10 * (x - 0.55) ** 2
+    alone, _ = suggest(x, y, torch.full_like(y, 1e-4), q=1, seed=0)
+    beside, _ = suggest(x, y, torch.full_like(y, 1e-4), q=1, seed=0, pending=alone)
+    assert abs(alone - 0.55).item() < 0.05 and abs(beside - alone).item() > 0.02
+
+
+def test_every_batch_runs_parallel_trials_when_the_initial_design_does_not_divide_into_them(tmp_path):
+    """init 3 with 2 workers: BoTorch fills the design's second batch (the Sobol point pending) instead of one
+    worker idling through it; the trial count by method stays as asked."""
+    Tuner(tmp_path, TuneConfig(budget=6, init=3, parallel=2, seed=0), make_objective("synthetic", 0)).run(progress=False)
+    batches, last = [], None
+    for r in _log(tmp_path / "trials.jsonl"):
+        if r["event"] == "proposed":
+            if last != "proposed":
+                batches.append([])
+            batches[-1].append(r["method"])
+        last = r["event"]
+    assert batches == [["sobol", "sobol"], ["sobol", "bo"], ["bo", "bo"]]
+
+
 def test_bo_improves_over_its_sobol_points(tmp_path):
     cfg = TuneConfig(budget=14, init=5, parallel=1, seed=3)
     result = Tuner(tmp_path, cfg, make_objective("synthetic", cfg.seed)).run(progress=False)

@@ -92,7 +92,7 @@ class PipelineConfig:
         presets = {
             "full": {},
             # measured on 2 cores: see the README's pipeline timings
-            "demo": {"frames": 20000, "meta_frames": 2000, "steps": 800, "tune_budget": 3, "trial_steps": 150, "dagger_rounds": 1,
+            "demo": {"frames": 20000, "meta_frames": 2000, "steps": 800, "tune_budget": 4, "trial_steps": 150, "dagger_rounds": 1,
                      "dagger_routes": 12, "dagger_steps": 400, "tune_episodes": 8, "episodes": 24, "finalists": 1, "choice_episodes": 12,
                      "clear_episodes": 8, "max_time_s": 90.0},
             "quick": {"frames": min(self.frames, 3000), "meta_frames": 600, "steps": 120, "tune_budget": 2, "trial_steps": 30,

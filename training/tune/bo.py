@@ -32,11 +32,13 @@ def fit_gp(x: torch.Tensor, y: torch.Tensor, yvar: torch.Tensor) -> SingleTaskGP
     return gp
 
 
-def suggest(x: torch.Tensor, y: torch.Tensor, yvar: torch.Tensor, q: int, seed: int) -> tuple[torch.Tensor, SingleTaskGP]:
-    """``q`` new points maximising qLogNoisyExpectedImprovement (objective is maximised)."""
+def suggest(x: torch.Tensor, y: torch.Tensor, yvar: torch.Tensor, q: int, seed: int,
+            pending: torch.Tensor | None = None) -> tuple[torch.Tensor, SingleTaskGP]:
+    """``q`` new points maximising qLogNoisyExpectedImprovement (objective is maximised), jointly with the
+    ``pending`` points (proposed, not yet observed: the new points add to them instead of repeating them)."""
     torch.manual_seed(seed)
     gp = fit_gp(x, y, yvar)
-    acq = qLogNoisyExpectedImprovement(gp, X_baseline=x, prune_baseline=True)
+    acq = qLogNoisyExpectedImprovement(gp, X_baseline=x, prune_baseline=True, X_pending=pending)
     bounds = torch.stack([torch.zeros(x.shape[-1]), torch.ones(x.shape[-1])]).to(x)
     candidates, _ = optimize_acqf(acq, bounds=bounds, q=q, num_restarts=8, raw_samples=256, options={"seed": seed})
     return candidates.detach(), gp

@@ -1,5 +1,6 @@
 """The tuning loop: fixed points first (e.g. MSE itself), then Sobol points, then BoTorch batches of
-``parallel`` trials.
+``parallel`` trials; a batch the initial design leaves part-empty is filled by BoTorch (the design's points
+pending), so every batch runs ``parallel`` trials.
 
 Every proposal and every finished trial is appended to ``trials.jsonl`` (flushed per line). A
 restarted tuner reads it back, runs the proposals that have no result yet and proposes nothing it
@@ -146,9 +147,10 @@ class Tuner:
         if k and (cfg.method == "sobol" or at < cfg.init):
             k = k if cfg.method == "sobol" else min(k, cfg.init - at)
             points += [(x, "sobol") for x in sobol_points(k, d, cfg.seed, skip=at).tolist()]
-        elif k and not points:
+        if len(points) < n and finished:  # the model fills the batch, its other points pending: no worker waits idle for the batch
             x, y, yvar = self.data(finished)
-            points = [(x, "bo") for x in suggest(x, y, yvar, q=k, seed=cfg.seed * 1000 + start)[0].tolist()]
+            pending = torch.tensor([p for p, _ in points], dtype=torch.float64) if points else None
+            points += [(p, "bo") for p in suggest(x, y, yvar, q=n - len(points), seed=cfg.seed * 1000 + start, pending=pending)[0].tolist()]
         batch = []
         for i, (x, method) in enumerate(points):
             record = {"event": "proposed", "trial": start + i, "method": method, "x": x, "params": decode(np.array(x), self.space)}
