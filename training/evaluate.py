@@ -14,7 +14,6 @@ import tempfile
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
-from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -25,6 +24,7 @@ from metasteer.infractions import EventType
 from metasteer.policy import OnnxPolicy
 from simulator.base import FIXED_DELTA_S, Observation, VehicleControl
 from simulator.factory import WorldConfig, make_world
+from training.workers import pool as worker_pool
 
 if TYPE_CHECKING:
     from training.data.collect import Driver
@@ -189,7 +189,7 @@ def run_jobs(job: Callable, jobs: list, workers: int, progress: bool, desc: str)
     bar = tqdm(total=len(jobs), desc=desc, unit="episode", disable=not progress)
     done: list = []
     if workers > 1 and len(jobs) > 1:
-        with get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+        with worker_pool(min(workers, len(jobs))) as pool:
             for r in pool.imap(job, jobs):
                 done.append(r)
                 bar.update()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, replace
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from training.figures import pyplot
 from training.fit import Run, TrainConfig
 from training.losses import LossSpec
 from training.meta import MetaConfig
+from training.workers import pool as worker_pool
 
 TARGET_ABNORMAL_GAIN, TARGET_NORMAL_LOSS = 0.25, 0.05
 
@@ -96,7 +96,7 @@ def bench_sample_efficiency(work: Path, seeds: int = 3, frames: int = 40000, ste
     jobs = [(str(work), data, loss, seed, cfg, 1.0) for loss in losses for seed in range(seeds)]
     jobs += [(str(work), data, loss, seed, cfg, f) for loss in curve_losses for f in CURVE_FRACTIONS[:-1] for seed in range(seeds)]
     results = []
-    with get_context("spawn").Pool(workers) as pool:
+    with worker_pool(workers) as pool:
         for r in tqdm(pool.imap_unordered(_job, jobs), total=len(jobs), desc="runs", disable=not progress):
             results.append(r)
     table = {}

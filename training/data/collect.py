@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Iterable, Protocol
 
@@ -18,6 +17,7 @@ from simulator.factory import WorldConfig, make_world
 from training.data.format import DatasetError, shard_paths
 from training.data.writer import finish_manifest, write_shard
 from training.files import claim_request
+from training.workers import pool as worker_pool
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ def _shard_sizes(cfg: CollectConfig) -> list[int]:
 def run_shard_jobs(job: Callable[[tuple], dict], todo: list[tuple], workers: int, bar) -> None:
     """Run shard jobs (each writes one shard and returns its marker), in parallel processes if asked."""
     if workers > 1 and len(todo) > 1:
-        with get_context("spawn").Pool(min(workers, len(todo))) as pool:
+        with worker_pool(min(workers, len(todo))) as pool:
             for marker in pool.imap_unordered(job, todo):
                 bar.update(marker["frames"])
     else:

@@ -13,10 +13,9 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +25,7 @@ import torch
 from training.files import atomic_write_json, holds_json
 from training.tune.bo import sobol_points, suggest
 from training.tune.space import FIRST_POINTS, LEARNED_SPACE, SPACES, decode
+from training.workers import executor
 
 Objective = Callable[[np.ndarray, int], tuple[float, float]]  # (x in [0,1]^d, trial) -> (mean, var of mean)
 
@@ -57,7 +57,7 @@ def _call(objective: Objective, x: list[float], trial: int) -> tuple[int, float,
 
 class _Local:
     def __init__(self, workers: int) -> None:
-        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        self.pool = executor(workers)
 
     def submit(self, fn, *args):
         return self.pool.submit(fn, *args)
