@@ -2,29 +2,18 @@
 
 A run killed with SIGKILL cannot stop its workers, and a worker blocked on its task queue never notices: it
 lives on, and one in the middle of a trial or a shard goes on writing the files the resumed run is rewriting.
-Every pool of this package starts its workers here: on Linux each asks the kernel (``PR_SET_PDEATHSIG``) for
-SIGKILL when its parent dies; elsewhere the pools are plain ones.
+Every pool of this package starts its workers here, with the initializer the node launcher uses too: on Linux
+each asks the kernel (``PR_SET_PDEATHSIG``) for SIGKILL when its parent dies; elsewhere the pools are plain ones.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
-import sys
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from multiprocessing.pool import Pool
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-def die_with_parent(parent: int) -> None:
-    """Worker initializer: SIGKILL this process when ``parent`` dies (or now, if it already has)."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os._exit(1)
+from metasteer.nodes.launching import die_with_parent
 
 
 def pool(processes: int) -> Pool:

@@ -1,16 +1,29 @@
 """Start ROS 2 processes from plain Python (no `ros2 launch` wheel exists on PyPI): a private DDS
-domain on loopback, the shared-memory Fast DDS profile, and a clean SIGINT-then-SIGTERM stop."""
+domain on loopback, the shared-memory Fast DDS profile, a clean SIGINT-then-SIGTERM stop, and processes
+that die with their starter (a SIGKILLed `drive` or bench left its nodes running on their domain)."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 import signal
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 FASTDDS_PROFILE = Path(__file__).resolve().parents[1] / "config" / "fastdds_shm.xml"
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None  # looked up here, never in a forked child
+
+
+def die_with_parent(parent: int) -> None:
+    """Run in a child process: SIGKILL it when ``parent`` dies (Linux; elsewhere nothing), or now if it already has."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def ros_env(domain_id: int | None = None, base: dict | None = None) -> dict:
@@ -28,7 +41,7 @@ def start(module: str, params: dict, env: dict, **popen) -> subprocess.Popen:
     args = [sys.executable, "-m", module, "--ros-args"]
     for key, value in params.items():
         args += ["-p", f"{key}:={value}"]
-    return subprocess.Popen(args, env=env, **popen)
+    return subprocess.Popen(args, env=env, preexec_fn=partial(die_with_parent, os.getpid()), **popen)
 
 
 def stop(proc: subprocess.Popen, timeout_s: float = 5.0) -> int:
