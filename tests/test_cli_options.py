@@ -79,29 +79,41 @@ def test_the_reported_cases(tmp_path, cli_env):
     assert res.returncode == 2 and "argument --names: 'a' names 1 models, 2 were given" in res.stderr and not (tmp_path / "c").exists()
 
 
+def _quoted_commands(text: str) -> list[list[str]]:
+    """The words after ``metasteer`` of every command in a document's code (inline spans and fenced blocks),
+    one list per command of a shell line (``a && metasteer b``, ``time metasteer c | tee``)."""
+    code = re.findall(r"```[^\n]*\n(.*?)```", text, flags=re.S) + re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
+    commands = []
+    for span in code:
+        for part in re.split(r"&&|\|\||[;|\n]", span):
+            words = part.split()
+            at = next((i for i, w in enumerate(words) if w.rsplit("/", 1)[-1] == "metasteer" and words[i - 1:i] != ["run"]), None)  # not `ros2 run metasteer NODE`
+            if at is not None and at + 1 < len(words):
+                commands.append(words[at + 1:])
+    return commands
+
+
 def test_every_flag_the_docs_give_a_command_is_one_it_takes():
-    """The README and docs quote commands to copy: a flag renamed in the code and not there is a command that fails."""
+    """The README and docs quote commands to copy: a command or flag renamed in the code and not there is a
+    command that fails. Placeholders (`metasteer CMD -h`) are skipped; `bench {a,b}` names each command."""
     parsers = {" ".join(command): parser for command, parser in _commands(cli.build_parser())}
-    quoted = []
+    unknown, checked = [], 0
     for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md")), *sorted((ROOT / "models").glob("*.md"))]:
-        text = doc.read_text()
-        quoted += [(doc.name, q) for q in re.findall(r"`(metasteer [^`]+)`", text)]
-        quoted += [(doc.name, line.strip()) for line in text.splitlines() if line.strip().startswith("metasteer ")]
-    unknown = []
-    for doc, quote in quoted:
-        words = quote.split()[1:]
-        names = [w for w in words[:2] if not w.startswith("-")]
-        if len(names) == 2 and names[1].startswith("{"):  # a list such as `bench {sim,closed-loop}`: each one a command
-            unknown += [f"{doc}: no command `metasteer {names[0]} {c}`" for c in names[1].strip("{}").split(",") if f"{names[0]} {c}" not in parsers]
-            continue
-        command = next((c for c in (" ".join(names), names[0] if names else "") if c in parsers), None)
-        if command is None:
-            continue  # a placeholder such as `metasteer CMD -h`
-        known = {o for a in parsers[command]._actions for o in a.option_strings}
-        for word in words:
-            if word in ("&&", "|", ";", "#"):
-                break
-            flag = word.split("=")[0].rstrip(",.)")
-            if flag.startswith("--") and flag not in known:
-                unknown.append(f"{doc}: `metasteer {command}` has no {flag} ({quote[:70]})")
-    assert len(quoted) > 20 and not unknown, "\n".join(unknown)
+        for words in _quoted_commands(doc.read_text()):
+            quote = " ".join(words)[:70]
+            names = [w for w in words[:2] if not w.startswith(("-", "["))]
+            if not names or re.match(r"[A-Z<{.]", names[0]):
+                continue  # a placeholder
+            if len(names) == 2 and names[1].startswith("{"):
+                unknown += [f"{doc.name}: no command `metasteer {names[0]} {c}`" for c in names[1].strip("{}").split(",")
+                            if f"{names[0]} {c}" not in parsers]
+                continue
+            command = next((c for c in (" ".join(names), names[0]) if c in parsers), None)
+            if command is None:
+                unknown.append(f"{doc.name}: no command `metasteer {names[0]}` ({quote})")
+                continue
+            known = {o for a in parsers[command]._actions for o in a.option_strings}
+            flags = [w.split("=")[0].strip("[](){},.'\"") for w in words]
+            unknown += [f"{doc.name}: `metasteer {command}` has no {f} ({quote})" for f in flags if f.startswith("--") and f not in known]
+            checked += 1
+    assert checked > 40 and not unknown, "\n".join(unknown)

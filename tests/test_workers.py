@@ -51,14 +51,16 @@ def test_a_child_process_dies_with_the_run_that_started_it(tmp_path, kind):
     pid_file = tmp_path / "child.pid"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
     run = subprocess.Popen([sys.executable, str(tmp_path / "run.py"), kind, str(pid_file)], env=env)
-    deadline = time.time() + 120
-    while not pid_file.exists() or not pid_file.read_text():
-        assert run.poll() is None and time.time() < deadline, "the child never started"
-        time.sleep(0.05)
+    try:
+        deadline = time.time() + 120
+        while not pid_file.exists() or not pid_file.read_text():
+            assert run.poll() is None and time.time() < deadline, "the child never started"
+            time.sleep(0.05)
+        assert _alive(int(pid_file.read_text()))  # still at its task when the run dies
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait()
     child = int(pid_file.read_text())
-    assert _alive(child)
-    run.send_signal(signal.SIGKILL)
-    run.wait()
     deadline = time.time() + 30
     while _alive(child) and time.time() < deadline:
         time.sleep(0.05)

@@ -62,6 +62,7 @@ def bounded(tp: type, lo: float | None = None, hi: float | None = None) -> Calla
 def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None) -> None:
     """Add one flag per field of dataclass ``cls`` (scalars only; ``only`` those named), defaulting to the field's default."""
     hints = typing.get_type_hints(cls)
+    assert only is None or set(only) <= set(hints), f"{cls.__name__} has no field {set(only) - set(hints)}"
     for f in dataclasses.fields(cls):
         if f.name in skip or f.name.startswith("_") or (only is not None and f.name not in only):
             continue

@@ -41,7 +41,9 @@ def start(module: str, params: dict, env: dict, **popen) -> subprocess.Popen:
     args = [sys.executable, "-m", module, "--ros-args"]
     for key, value in params.items():
         args += ["-p", f"{key}:={value}"]
-    return subprocess.Popen(args, env=env, preexec_fn=partial(die_with_parent, os.getpid()), **popen)
+    if _PRCTL is not None:  # after fork, before exec: one foreign call, looked up in the parent
+        popen["preexec_fn"] = partial(die_with_parent, os.getpid())
+    return subprocess.Popen(args, env=env, **popen)
 
 
 def stop(proc: subprocess.Popen, timeout_s: float = 5.0) -> int:

@@ -1,6 +1,7 @@
 """The tuning loop: fixed points first (e.g. MSE itself), then Sobol points, then BoTorch batches of
 ``parallel`` trials; a batch the initial design leaves part-empty is filled by BoTorch (the design's points
-pending), so every batch runs ``parallel`` trials.
+pending), so no worker idles through it. Only the first batch, before any result, can run fewer (``init`` below
+``parallel``), or a batch a kill cut short between its proposals.
 
 Every proposal and every finished trial is appended to ``trials.jsonl`` (flushed per line). A
 restarted tuner reads it back, runs the proposals that have no result yet and proposes nothing it
