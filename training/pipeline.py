@@ -51,7 +51,7 @@ class PipelineConfig:
     frames: int = field(default=80000, metadata={"range": (1, None), "help": "training frames to record (at 5 Hz: ~50 events of each rare scene at rate 0.05)"})
     train_abnormal_rate: float = field(default=0.05, metadata={"range": (0.0, 1.0), "help": "rare-scene share of the training set's frames"})
     seed: int = field(default=0, metadata={"range": (0, None), "help": "seed of the whole run"})
-    size: str = field(default="full", metadata={"help": "full: the settings below; demo: the main job in ~12 min on 2 cores; "
+    size: str = field(default="full", metadata={"help": "full: the settings below; demo: the main job in ~12 min on 2 cores (set-up aside); "
                                                         "quick: a ~3 min smoke pass", "choices": SIZES})
     # PilotNet as published: width 0.5 / ReLU drove worse, paired (README, `metasteer bench architecture`)
     width_mult: float = field(default=1.0, metadata={"range": (0.05, 4.0), "help": "PilotNet channel multiplier of every model (1: the paper's widths)"})
