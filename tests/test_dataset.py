@@ -128,6 +128,30 @@ def test_missing_shard_is_named(copy_of):
         DrivingDataset(copy_of)
 
 
+@pytest.mark.parametrize("edit, named", [
+    (lambda m: [m], "wrong format or version"),
+    (lambda m: {**m, "shards": []}, "no shards listed"),
+    (lambda m: {**m, "shards": [{k: v for k, v in m["shards"][0].items() if k != "images_sha256"}] + m["shards"][1:]}, r"shard 0 lacks \['images_sha256'\]"),
+    (lambda m: {**m, "image_shape": [33, 100, 3]}, "shard-00000.npy: holds .* frames of \\[33, 100, 3\\]"),
+    (lambda m: {**m, "image_shape": "66x200"}, "image_shape '66x200' is not"),
+])
+def test_a_manifest_of_the_wrong_shape_is_named(copy_of, edit, named):
+    """Valid JSON, wrong structure (hand-edited, another tool's): named with what is wrong, not a KeyError later."""
+    path = copy_of / "manifest.json"
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+    with pytest.raises(DatasetError, match=named):
+        DrivingDataset(copy_of)
+
+
+def test_a_shard_without_a_required_label_column_is_named(copy_of):
+    import pyarrow.parquet as pq
+
+    path = shard_paths(copy_of, 1)["labels"]
+    pq.write_table(pq.read_table(path).drop_columns(["category"]), path)
+    with pytest.raises(DatasetError, match=r"label columns \['category'\] missing"):
+        DrivingDataset(copy_of, verify=False)
+
+
 def test_show_writes_a_contact_sheet_and_reports_corruption(copy_of, tmp_path, cli_env):
     sheet = tmp_path / "sheet.png"
     out = subprocess.run(METASTEER + ["show", str(copy_of), "--out", str(sheet), "--json"], env=cli_env,

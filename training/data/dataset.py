@@ -19,6 +19,7 @@ class Shard:
     labels: pa.Table
 
 
+REQUIRED_COLUMNS = ("episode_seed", "time_s", "steer", "category", "abnormal")  # what training and judging read by name
 _MAPPED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # (device, inode, mtime, size) -> live mapping
 
 
@@ -33,7 +34,30 @@ def _mapped(path: Path) -> np.ndarray:
     return images
 
 
-def _open_shard(root: Path, index: int, expected: dict, verify: bool) -> Shard:
+def _check_manifest(manifest, path: Path) -> dict:
+    """The manifest's structure, before anything reads it: a valid JSON file of the wrong shape (hand-edited, another
+    tool's) is named with what is missing instead of failing later with a KeyError deep in training."""
+    def bad(what: str):
+        return DatasetError(f"{path}: {what}; not a {FORMAT_NAME} v{FORMAT_VERSION} manifest")
+
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME or manifest.get("version") != FORMAT_VERSION:
+        raise bad("wrong format or version")
+    shape = manifest.get("image_shape")
+    if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(n, int) and n > 0 for n in shape) and shape[2] == 3):
+        raise bad(f"image_shape {shape!r} is not [height, width, 3]")
+    shards = manifest.get("shards")
+    if not isinstance(shards, list) or not shards:
+        raise bad("no shards listed")
+    for k, m in enumerate(shards):
+        missing = [key for key in ("frames", "images_sha256", "labels_sha256") if not isinstance(m, dict) or key not in m]
+        if missing or not isinstance(m["frames"], int) or m["frames"] < 1:
+            raise bad(f"shard {k} lacks {missing or 'a positive frame count'}")
+    if not isinstance(manifest.get("features"), list):
+        raise bad("no feature list")
+    return manifest
+
+
+def _open_shard(root: Path, index: int, expected: dict, shape: list[int], verify: bool) -> Shard:
     paths = shard_paths(root, index)
     for kind in ("images", "labels"):
         path = paths[kind]
@@ -49,9 +73,10 @@ def _open_shard(root: Path, index: int, expected: dict, verify: bool) -> Shard:
         labels = pq.read_table(paths["labels"])
     except (pa.ArrowException, OSError) as exc:
         raise DatasetError(f"{paths['labels']}: truncated or corrupt label shard ({exc})") from None
-    if images.ndim != 4 or images.dtype != np.uint8 or len(images) != expected["frames"] or labels.num_rows != expected["frames"]:
+    if (images.ndim != 4 or images.dtype != np.uint8 or list(images.shape[1:]) != shape or len(images) != expected["frames"]
+            or labels.num_rows != expected["frames"]):
         raise DatasetError(f"{paths['images']}: holds {images.shape} {images.dtype} and {labels.num_rows} label rows; "
-                           f"the manifest says {expected['frames']} uint8 frames")
+                           f"the manifest says {expected['frames']} uint8 frames of {shape}")
     return Shard(images, labels)
 
 
@@ -67,13 +92,14 @@ class DrivingDataset:
         if not (self.root / "manifest.json").exists():
             hint = " (collection unfinished: run the same collect command to resume)" if (self.root / "request.json").exists() else ""
             raise DatasetError(f"{self.root / 'manifest.json'}: missing; not a complete metasteer dataset{hint}")
-        self.manifest = read_json(self.root / "manifest.json")
-        if self.manifest.get("format") != FORMAT_NAME or self.manifest.get("version") != FORMAT_VERSION:
-            raise DatasetError(f"{self.root / 'manifest.json'}: not a {FORMAT_NAME} v{FORMAT_VERSION} manifest")
-        self.shards = [_open_shard(self.root, k, m, verify) for k, m in enumerate(self.manifest["shards"])]
+        self.manifest = _check_manifest(read_json(self.root / "manifest.json"), self.root / "manifest.json")
+        self.shards = [_open_shard(self.root, k, m, self.manifest["image_shape"], verify) for k, m in enumerate(self.manifest["shards"])]
         self._offsets = np.cumsum([0] + [len(s.images) for s in self.shards])
         # columns every shard holds: shards of a collection resumed by a newer version may hold more
         names = [n for n in self.shards[0].labels.column_names if all(n in s.labels.column_names for s in self.shards)]
+        missing = [n for n in REQUIRED_COLUMNS if n not in names]
+        if missing:
+            raise DatasetError(f"{self.root / 'shards'}: label columns {missing} missing from a shard (every dataset has {list(REQUIRED_COLUMNS)})")
         self.columns = {name: np.concatenate([s.labels[name].to_numpy(zero_copy_only=False) for s in self.shards]) for name in names}
 
     def __len__(self) -> int:
