@@ -64,6 +64,16 @@ def test_every_path_option_names_a_wrong_kind_of_file(command, action, tmp_path,
     assert [p.name for p in tmp_path.iterdir()] == ["card.md"]
 
 
+@pytest.mark.parametrize("command, action", _options(lambda a: a.type is cli.out_dir))
+def test_every_output_directory_option_refuses_a_file(command, action, tmp_path, monkeypatch, capsys):
+    """An --out that names an existing file (a model, a dataset's manifest): refused where parsed, the file untouched."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.onnx").write_bytes(b"model bytes")
+    err = _run([*command, action.option_strings[0], "m.onnx"], capsys)
+    assert "argument --out: m.onnx is an ONNX model; expected a directory to write into" in err, err
+    assert (tmp_path / "m.onnx").read_bytes() == b"model bytes" and [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
 def test_the_reported_cases(tmp_path, cli_env):
     """As a new user met them: a model card given as a model, a rate of 2, a negative frame count."""
     res = subprocess.run(METASTEER + ["evaluate", str(ROOT / "models" / "mse.md")], env=cli_env, capture_output=True, text=True)

@@ -126,6 +126,27 @@ def test_baselines_train_and_evaluate_offline(small_dataset, tmp_path, cli_env, 
     assert (out / f"offline_{small_dataset.name}.png").exists()
 
 
+def test_evaluate_offline_names_a_dataset_of_another_input_and_a_file_that_is_no_model(small_dataset, tmp_path, capsys):
+    from simulator.factory import WorldConfig
+    from training.checkpoint import save_atomic
+    from training.cli import main
+    from training.data.collect import CollectConfig, collect
+
+    threads = torch.get_num_threads()
+    try:
+        assert main(["train", "--data", str(small_dataset), "--out", str(tmp_path / "run"), "--steps", "2", *TINY]) == 0
+        small = tmp_path / "small"
+        collect(small, WorldConfig(width=100, height=33), CollectConfig(frames=40, seed=3, frames_per_shard=40, workers=1), progress=False)
+        assert main(["evaluate-offline", str(tmp_path / "run"), "--data", str(small)]) == 2
+        assert "recorded with input contract" in capsys.readouterr().err  # not a convolution's size error
+        (tmp_path / "other").mkdir()
+        save_atomic({"step": 3, "weights": {}}, tmp_path / "other" / "model.pt")
+        assert main(["evaluate-offline", str(tmp_path / "other"), "--data", str(small_dataset)]) == 2
+        assert "model.pt: not a metasteer model file" in capsys.readouterr().err  # not a KeyError
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_batches_from_resident_uint8_frames_equal_the_runtime_preprocessing():
     import numpy as np
 

@@ -87,6 +87,13 @@ def new_file(suffix: str, what: str) -> Callable[[str], str]:
     return parse
 
 
+def out_dir(text: str) -> str:
+    """An argparse ``type``: a directory to write into (made if missing, resumed if it holds a run), never a file."""
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is {_kind(Path(text))}; expected a directory to write into")
+    return text
+
+
 def rosbag_dir(text: str) -> str:
     """An argparse ``type``: a rosbag2 recording (a directory with metadata.yaml)."""
     return _dir_holding(text, "metadata.yaml", "a rosbag2 directory", "a rosbag2 recording")
@@ -178,12 +185,18 @@ def _cmd_evaluate_offline(args: argparse.Namespace) -> dict:
     from training.data.arrays import ArraySet
     from training.data.dataset import DrivingDataset
     from training.device import resolve_device
+    from metasteer.preprocess import PreprocessSpec
     from training.evaluate_offline import offline_metrics, plot_offline, predict
+    from training.fit import input_spec
     from training.models.io import load_model
 
     device = resolve_device("auto")
     model, info = load_model(args.run)
-    data = ArraySet.load(DrivingDataset(args.data))
+    dataset = DrivingDataset(args.data)
+    if "preprocess" in info and input_spec([dataset.manifest]) != PreprocessSpec.from_json(info["preprocess"]):
+        raise ValueError(f"{args.data}: recorded with input contract {input_spec([dataset.manifest])}; "
+                         f"{args.run} was trained on {PreprocessSpec.from_json(info['preprocess'])}")
+    data = ArraySet.load(dataset)
     pred = predict(model.to(device), data, device=device)
     metrics = offline_metrics(pred, data)
     run_dir = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
@@ -373,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("collect", _cmd_collect, "record an imbalanced driving dataset (resumes if killed)")
     add_arguments(p, WorldConfig)
     add_arguments(p, CollectConfig)
-    p.add_argument("--out", required=True, help="dataset directory")
+    p.add_argument("--out", type=out_dir, required=True, help="dataset directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     from training.pipeline import PipelineConfig
@@ -381,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("pipeline", _cmd_pipeline, "the main job: collect, MSE baseline, tune + train the learned loss, export, closed-loop comparison, report")
     add_arguments(p, WorldConfig)
     add_arguments(p, PipelineConfig)
-    p.add_argument("--out", default="runs/demo", help="run directory")
+    p.add_argument("--out", type=out_dir, default="runs/demo", help="run directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     from training.study import StudyConfig
@@ -391,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(p, WorldConfig)
     add_arguments(p, PipelineConfig, skip=("seed",))
     add_arguments(p, StudyConfig)
-    p.add_argument("--out", default="runs/study", help="study directory (resumes when re-run)")
+    p.add_argument("--out", type=out_dir, default="runs/study", help="study directory (resumes when re-run)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = command("show", _cmd_show, "write a contact sheet of a dataset's normal and abnormal frames")
@@ -407,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("train", _cmd_train, "behaviour cloning with a chosen loss (learned losses: meta-train, then meta-test)")
     p.add_argument("--data", required=True, nargs="+", type=dataset_dir, help="dataset directory (several: trained on together, e.g. DAgger rounds)")
     p.add_argument("--meta-data", default=None, type=dataset_dir, help="meta set (over-representing rare scenes); default: held-out episodes of --data")
-    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--out", type=out_dir, required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its checkpoint")
     p.add_argument("--threads", type=SEED, default=0, help="torch CPU threads (0: torch default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -423,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("evaluate", _cmd_evaluate, "drive a model (ONNX file or run) in closed loop on held-out routes")
     p.add_argument("model", type=any_model, help="ONNX file, run directory or model.pt")
-    p.add_argument("--out", default=None, help="directory for closed_loop.json and trajectories.png")
+    p.add_argument("--out", type=out_dir, default=None, help="directory for closed_loop.json and trajectories.png")
     p.add_argument("--video", type=bounded(int, 0), default=0, metavar="N",
                    help="also write N encounter videos (H.264 MP4) to --out: the failed scenes first")
     p.add_argument("--no-progress", action="store_true")
@@ -434,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "on-policy error, paired differences with bootstrap CIs; table, JSON, PNG")
     p.add_argument("models", nargs="+", type=any_model, help="ONNX files or run directories; the first is the reference of the paired differences")
     p.add_argument("--names", default=None, help="comma-separated display names (default: file / run names)")
-    p.add_argument("--out", default=None, help="directory for compare.json and compare.png")
+    p.add_argument("--out", type=out_dir, default=None, help="directory for compare.json and compare.png")
     p.add_argument("--video", type=bounded(int, 0), default=0, metavar="N",
                    help="also write N encounter videos (H.264 MP4) to --out: where the models disagree first")
     p.add_argument("--scenarios", action="store_true", help="also replay every rare scene of these routes from the "
@@ -448,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("dagger", _cmd_dagger, "DAgger with the world's expert: the policy drives, the expert relabels, aggregate, fine-tune; N rounds, resumable")
     p.add_argument("--run", required=True, type=run_model, help="trained run to start from (its policy drives round 1)")
     p.add_argument("--data", required=True, nargs="+", type=dataset_dir, help="the data that run was trained on (aggregated with every round)")
-    p.add_argument("--out", required=True, help="directory of the rounds (round-K/{policy.onnx,data,run}) and dagger.json")
+    p.add_argument("--out", type=out_dir, required=True, help="directory of the rounds (round-K/{policy.onnx,data,run}) and dagger.json")
     p.add_argument("--no-progress", action="store_true")
     add_arguments(p, WorldConfig)
     add_arguments(p, DaggerConfig)
@@ -471,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("tune", _cmd_tune, "Bayesian optimisation (BoTorch) of the learned loss against a closed-loop metric")
     p.add_argument("--data", default=None, type=dataset_dir, help="training dataset (closed-loop objective)")
     p.add_argument("--meta-data", default=None, type=dataset_dir, help="meta set (default: held-out episodes of --data)")
-    p.add_argument("--out", default="runs/tune", help="tuning directory (trial log, plots, tune.json)")
+    p.add_argument("--out", type=out_dir, default="runs/tune", help="tuning directory (trial log, plots, tune.json)")
     p.add_argument("--objective", default="closed-loop", choices=("closed-loop", "synthetic"), help="what a trial measures")
     p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True, help="also run a same-budget Sobol search")
     p.add_argument("--synthetic-delay-s", type=bounded(float, 0.0), default=0.0, help=argparse.SUPPRESS)
@@ -491,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("ingest", _cmd_ingest, "turn rosbag2 recordings (MCAP or SQLite3) of camera + control into one dataset")
     p.add_argument("bag", nargs="+", type=rosbag_dir, help="rosbag2 directories (each one episode, split where sim time jumps back)")
-    p.add_argument("--out", required=True, help="dataset directory")
+    p.add_argument("--out", type=out_dir, required=True, help="dataset directory")
     add_arguments(p, IngestConfig)
 
     bench = sub.add_parser("bench", help="benchmarks (print JSON)").add_subparsers(dest="bench", required=True)

@@ -100,6 +100,9 @@ class DrivingDataset:
         missing = [n for n in REQUIRED_COLUMNS if n not in names]
         if missing:
             raise DatasetError(f"{self.root / 'shards'}: label columns {missing} missing from a shard (every dataset has {list(REQUIRED_COLUMNS)})")
+        unlisted = [n for n in self.manifest["features"] if n not in names]
+        if unlisted:
+            raise DatasetError(f"{self.root / 'manifest.json'}: lists features {unlisted} that no shard holds")
         self.columns = {name: np.concatenate([s.labels[name].to_numpy(zero_copy_only=False) for s in self.shards]) for name in names}
 
     def __len__(self) -> int:
