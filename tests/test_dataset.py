@@ -134,6 +134,7 @@ def test_missing_shard_is_named(copy_of):
     (lambda m: {**m, "shards": [{k: v for k, v in m["shards"][0].items() if k != "images_sha256"}] + m["shards"][1:]}, r"shard 0 lacks \['images_sha256'\]"),
     (lambda m: {**m, "image_shape": [33, 100, 3]}, "shard-00000.npy: holds .* frames of \\[33, 100, 3\\]"),
     (lambda m: {**m, "image_shape": "66x200"}, "image_shape '66x200' is not"),
+    (lambda m: {**m, "features": m["features"] + ["no_such_feature"]}, r"lists features \['no_such_feature'\] that no shard holds"),
 ])
 def test_a_manifest_of_the_wrong_shape_is_named(copy_of, edit, named):
     """Valid JSON, wrong structure (hand-edited, another tool's): named with what is wrong, not a KeyError later."""
