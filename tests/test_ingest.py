@@ -163,6 +163,20 @@ def test_autopilot_bag_jpeg_frames_labelled_by_the_next_vehicle_status(tmp_path)
     assert np.allclose(grey, [20 + 10 * k for k in range(7)], atol=2)
 
 
+def test_an_ingest_into_another_dataset_is_refused_and_leaves_it_whole(tmp_path, small_dataset):
+    """--out naming a collected dataset: refused before a shard is written (it used to overwrite shard by shard)."""
+    import shutil
+
+    _record_session(tmp_path / "bag", [[0.1 * k for k in range(8)]], camera="jpeg", label="status")
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    before = {p.name: p.read_bytes() for p in (data / "shards").iterdir()} | {"manifest.json": (data / "manifest.json").read_bytes()}
+    with pytest.raises(DatasetError, match="different request"):
+        ingest(tmp_path / "bag", data, _cfg("status"))
+    assert {p.name: p.read_bytes() for p in (data / "shards").iterdir()} | {"manifest.json": (data / "manifest.json").read_bytes()} == before
+    assert ingest(tmp_path / "bag", tmp_path / "again", _cfg("status"))["frames"] == ingest(tmp_path / "bag", tmp_path / "again", _cfg("status"))["frames"]  # the same ingest re-runs
+
+
 def test_manual_control_bag_png_frames_are_exact(tmp_path):
     steers = [0.05 * k for k in range(6)]
     frames = _record_session(tmp_path / "bag", [steers], camera="png", label="manual")

@@ -28,6 +28,7 @@ from training.data.bag_labels import LabelSource, label_source, read_path, sibli
 from training.data.bag_reader import BagMessage, default_typestore, messages, topic_types
 from training.data.format import DatasetError
 from training.data.writer import finish_manifest, write_shard
+from training.files import claim_request
 
 typestore = default_typestore  # the types a bag without embedded definitions is read with
 
@@ -43,9 +44,9 @@ class IngestConfig:
                                                                "auto: steer, <field>.steer or (Joy) axes[1]"})
     collision_topic: str = field(default="/carla/ego_vehicle/collision", metadata={"help": "collision event topic"})
     lane_invasion_topic: str = field(default="/carla/ego_vehicle/lane_invasion", metadata={"help": "lane invasion event topic"})
-    max_gap_s: float = field(default=0.2, metadata={"help": "a frame with no label message within this many seconds is dropped"})
-    event_window_s: float = field(default=2.0, metadata={"help": "frames this close (s) before or after an infraction are marked abnormal"})
-    frames_per_shard: int = field(default=2000, metadata={"help": "frames per dataset shard"})
+    max_gap_s: float = field(default=0.2, metadata={"range": (1e-3, None), "help": "a frame with no label message within this many seconds is dropped"})
+    event_window_s: float = field(default=2.0, metadata={"range": (0.0, None), "help": "frames this close (s) before or after an infraction are marked abnormal"})
+    frames_per_shard: int = field(default=2000, metadata={"range": (1, None), "help": "frames per dataset shard"})
 
 
 @dataclass
@@ -174,7 +175,8 @@ def ingest(bags: Path | list[Path], out: Path, cfg: IngestConfig = IngestConfig(
     if not labelled:
         raise DatasetError(f"{', '.join(map(str, bags))}: no camera frame with a label within {cfg.max_gap_s} s ({skipped})")
     cols, images = _columns(labelled)
-    out.mkdir(parents=True, exist_ok=True)
+    # another dataset there (a collection, another ingest) is refused, not overwritten shard by shard
+    claim_request(out, {"ingest": vars(cfg), "bags": [str(b) for b in bags], "preprocess": spec.to_json()}, "dataset", DatasetError)
     n = len(images)
     shards = range(0, n, cfg.frames_per_shard)
     frame_dt_s = float(np.median(np.diff(cols["time_s"]))) if n > 1 else 1.0
