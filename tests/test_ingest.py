@@ -170,10 +170,13 @@ def test_an_ingest_into_another_dataset_is_refused_and_leaves_it_whole(tmp_path,
     _record_session(tmp_path / "bag", [[0.1 * k for k in range(8)]], camera="jpeg", label="status")
     data = tmp_path / "data"
     shutil.copytree(small_dataset, data)
-    before = {p.name: p.read_bytes() for p in (data / "shards").iterdir()} | {"manifest.json": (data / "manifest.json").read_bytes()}
+    def contents():
+        return {p.name: p.read_bytes() for p in [*(data / "shards").iterdir(), data / "manifest.json"]}
+
+    before = contents()
     with pytest.raises(DatasetError, match="different request"):
         ingest(tmp_path / "bag", data, _cfg("status"))
-    assert {p.name: p.read_bytes() for p in (data / "shards").iterdir()} | {"manifest.json": (data / "manifest.json").read_bytes()} == before
+    assert contents() == before
     assert ingest(tmp_path / "bag", tmp_path / "again", _cfg("status"))["frames"] == ingest(tmp_path / "bag", tmp_path / "again", _cfg("status"))["frames"]  # the same ingest re-runs
 
 

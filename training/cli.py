@@ -182,10 +182,10 @@ def _cmd_train(args: argparse.Namespace) -> dict:
 
 
 def _cmd_evaluate_offline(args: argparse.Namespace) -> dict:
+    from metasteer.preprocess import PreprocessSpec
     from training.data.arrays import ArraySet
     from training.data.dataset import DrivingDataset
     from training.device import resolve_device
-    from metasteer.preprocess import PreprocessSpec
     from training.evaluate_offline import offline_metrics, plot_offline, predict
     from training.fit import input_spec
     from training.models.io import load_model
@@ -193,8 +193,9 @@ def _cmd_evaluate_offline(args: argparse.Namespace) -> dict:
     device = resolve_device("auto")
     model, info = load_model(args.run)
     dataset = DrivingDataset(args.data)
-    if "preprocess" in info and input_spec([dataset.manifest]) != PreprocessSpec.from_json(info["preprocess"]):
-        raise ValueError(f"{args.data}: recorded with input contract {input_spec([dataset.manifest])}; "
+    recorded = input_spec([dataset.manifest])
+    if "preprocess" in info and recorded != PreprocessSpec.from_json(info["preprocess"]):
+        raise ValueError(f"{args.data}: recorded with input contract {recorded}; "
                          f"{args.run} was trained on {PreprocessSpec.from_json(info['preprocess'])}")
     data = ArraySet.load(dataset)
     pred = predict(model.to(device), data, device=device)
