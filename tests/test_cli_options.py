@@ -61,6 +61,11 @@ def test_every_path_option_names_a_wrong_kind_of_file(command, action, tmp_path,
     assert f"argument {name}: card.md is a markdown file" in err, err
     err = _run([*command, *flag, "missing"], capsys)
     assert f"argument {name}: missing: no such file or directory" in err, err
+    if action.type is cli.onnx_model:  # a directory is named as one, not by a file only a run would hold
+        (tmp_path / "m.onnx").mkdir()
+        err = _run([*command, *flag, "m.onnx"], capsys)
+        assert f"argument {name}: m.onnx is a directory, not an ONNX model" in err, err
+        (tmp_path / "m.onnx").rmdir()
     assert [p.name for p in tmp_path.iterdir()] == ["card.md"]
 
 

@@ -135,6 +135,8 @@ def test_missing_shard_is_named(copy_of):
     (lambda m: {**m, "image_shape": [33, 100, 3]}, "shard-00000.npy: holds .* frames of \\[33, 100, 3\\]"),
     (lambda m: {**m, "image_shape": "66x200"}, "image_shape '66x200' is not"),
     (lambda m: {**m, "features": m["features"] + ["no_such_feature"]}, r"lists features \['no_such_feature'\] that no shard holds"),
+    (lambda m: {**m, "frames": m["frames"] + 1}, r"its frames \d+ are not its shards' total \d+"),
+    (lambda m: {**m, "counts": {**m["counts"], "pedestrian": m["counts"]["pedestrian"] + 5}}, "its counts .* are not its shards' total"),
 ])
 def test_a_manifest_of_the_wrong_shape_is_named(copy_of, edit, named):
     """Valid JSON, wrong structure (hand-edited, another tool's): named with what is wrong, not a KeyError later."""

@@ -7,6 +7,7 @@ import os
 import subprocess
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -211,6 +212,19 @@ def test_a_crafted_pickle_is_refused_not_run(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("contents", [b"hello, not a model", b"", "truncated"])
+def test_a_file_that_is_no_checkpoint_is_named_as_such(tmp_path, contents):
+    from training.checkpoint import save_atomic
+    from training.models.io import load_model
+
+    if contents == "truncated":  # a real checkpoint cut short, as a copy interrupted mid-file leaves it
+        save_atomic({"step": 1, "weights": torch.zeros(64)}, tmp_path / "whole.pt")
+        contents = (tmp_path / "whole.pt").read_bytes()[:200]
+    (tmp_path / "model.pt").write_bytes(contents)
+    with pytest.raises(RuntimeError, match="model.pt: not a checkpoint torch.save wrote"):  # not a KeyError from the unpickler
+        load_model(tmp_path)
+
+
 def test_the_learned_loss_does_not_move_while_the_fresh_model_trains(small_dataset, tmp_path, monkeypatch):
     from training.losses import LossSpec
     from training.meta import MetaConfig
@@ -323,3 +337,13 @@ def test_a_bf16_run_computes_its_convolutions_in_bfloat16_and_keeps_float32_weig
     run.loss.scores = lambda *args: read.append(run.loss.tap.value.dtype) or scores(*args)
     run.run(progress=False)
     assert read and set(read) == {torch.float32}  # the penultimate features its scores read, from bf16 steps too
+
+
+def test_too_few_episodes_to_split_says_how_many_are_needed():
+    from training.data.arrays import split_by_episode
+
+    episode = np.repeat([7, 9], 5)  # two episodes: validation and meta take one each, none is left to train on
+    with pytest.raises(ValueError, match=r"too few episodes \(2\).*at least 3 are needed"):
+        split_by_episode(episode, {"val": 0.1, "meta": 0.15}, seed=0)
+    assert {k: len(v) for k, v in split_by_episode(np.repeat([5, 7, 9], 4), {"val": 0.1, "meta": 0.15}, seed=0).items()} == \
+        {"val": 4, "meta": 4, "train": 4}

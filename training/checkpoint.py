@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,15 @@ def load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise RuntimeError(f"{path}: refused: it holds more than tensors and plain data, and loading it could run code "
-                           f"({str(exc).splitlines()[0]})") from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise RuntimeError(f"{path}: unreadable checkpoint ({exc})") from None
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if unsafe:
+            raise RuntimeError(f"{path}: refused: it holds {unsafe.group(1)}, not only tensors and plain data, and "
+                               f"loading it could run code") from None
+        # another pickle (protocol > 2) stops the weights-only unpickler before any global is read: refused all the same
+        raise RuntimeError(f"{path}: refused: a pickle that is not tensors and plain data as torch.save writes them "
+                           f"(loading it otherwise could run code)") from None
+    except OSError as exc:
+        raise RuntimeError(f"{path}: unreadable ({exc})") from None
+    # other bytes fail deep in the unpickler with whatever error their first byte provokes
+    except (RuntimeError, EOFError, KeyError, ValueError, IndexError) as exc:
+        raise RuntimeError(f"{path}: not a checkpoint torch.save wrote ({type(exc).__name__}: {exc})") from None

@@ -20,10 +20,10 @@ KINDS = {".onnx": "an ONNX model", ".md": "a markdown file", ".json": "a JSON fi
          ".npy": "a NumPy array", ".yaml": "a YAML file", ".py": "a Python file", ".pt": "a torch file"}
 
 
-def _kind(path: Path) -> str:
-    """What ``path`` is, in words, for naming a wrong file kind."""
+def _kind(path: Path, missing: str | None = None) -> str:
+    """What ``path`` is, in words, for naming a wrong file kind; a directory is named by the file it lacks."""
     if path.is_dir():
-        return "a directory without model.pt"
+        return f"a directory without {missing}" if missing else "a directory"
     return KINDS.get(path.suffix.lower(), f"a {path.suffix} file" if path.suffix else "a file without a suffix")
 
 
@@ -51,7 +51,7 @@ def run_model(text: str) -> str:
     path = _existing(text, "a run directory or its model.pt")
     if _is_run(path):
         return text
-    raise argparse.ArgumentTypeError(f"{text} is {_kind(path)}, neither a run directory nor its model.pt")
+    raise argparse.ArgumentTypeError(f"{text} is {_kind(path, 'model.pt')}, neither a run directory nor its model.pt")
 
 
 def any_model(text: str) -> str:
@@ -59,7 +59,7 @@ def any_model(text: str) -> str:
     path = _existing(text, "an ONNX model (.onnx), a run directory or its model.pt")
     if (path.is_file() and path.suffix == ".onnx") or _is_run(path):
         return text
-    raise argparse.ArgumentTypeError(f"{text} is {_kind(path)}, neither an ONNX model (.onnx) nor a run directory (or its model.pt)")
+    raise argparse.ArgumentTypeError(f"{text} is {_kind(path, 'model.pt')}, neither an ONNX model (.onnx) nor a run directory (or its model.pt)")
 
 
 def _dir_holding(text: str, marker: str, kind: str, not_what: str) -> str:
@@ -67,8 +67,7 @@ def _dir_holding(text: str, marker: str, kind: str, not_what: str) -> str:
     path = _existing(text, kind)
     if path.is_dir() and (path / marker).is_file():
         return text
-    what = f"a directory without {marker}" if path.is_dir() else _kind(path)
-    raise argparse.ArgumentTypeError(f"{text} is {what}, not {not_what}")
+    raise argparse.ArgumentTypeError(f"{text} is {_kind(path, marker)}, not {not_what}")
 
 
 def dataset_dir(text: str) -> str:
@@ -104,8 +103,7 @@ def pipeline_run(text: str) -> str:
     path = _existing(text, "a finished pipeline run")
     if (path / "report.json").is_file():
         return text
-    what = "a directory without report.json" if path.is_dir() else _kind(path)
-    raise argparse.ArgumentTypeError(f"{text} is {what}, not a finished `metasteer pipeline` run")
+    raise argparse.ArgumentTypeError(f"{text} is {_kind(path, 'report.json')}, not a finished `metasteer pipeline` run")
 
 
 def fractions(text: str) -> tuple[float, ...]:

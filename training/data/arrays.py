@@ -163,7 +163,9 @@ def split_by_episode(episode: np.ndarray, fractions: dict[str, float], seed: int
         start += n
     out["train"] = np.flatnonzero(np.isin(episode, order[start:]))
     if len(out["train"]) == 0:
-        raise ValueError(f"too few episodes ({len(episodes)}) to split off {sorted(fractions)}")
+        raise ValueError(f"too few episodes ({len(episodes)}) to split off {sorted(fractions)} and keep one to train on: each "
+                         f"split takes whole episodes, so at least {len(fractions) + 1} are needed (record more frames, "
+                         f"or train on a larger share of the data's episodes)")
     return out
 
 

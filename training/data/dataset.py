@@ -54,6 +54,13 @@ def _check_manifest(manifest, path: Path) -> dict:
             raise bad(f"shard {k} lacks {missing or 'a positive frame count'}")
     if not isinstance(manifest.get("features"), list):
         raise bad("no feature list")
+    # the totals reports and the abnormal share read must be the shards' (a hand-edited total would mislead silently)
+    totals = {"frames": sum(m["frames"] for m in shards)}
+    if all(isinstance(m.get("counts"), dict) for m in shards):
+        totals["counts"] = {c: sum(m["counts"].get(c, 0) for m in shards) for c in manifest.get("counts", {})}
+    for key, total in totals.items():
+        if key in manifest and manifest[key] != total:
+            raise bad(f"its {key} {manifest[key]!r} are not its shards' total {total!r}")
     return manifest
 
 
