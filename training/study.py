@@ -146,6 +146,7 @@ def label_scarce_markdown(scarce: dict, levels: dict) -> str:
 
 
 def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: StudyConfig, progress: bool = True) -> dict:
+    from training import study_targets
     from training.pipeline import run_pipeline
     from training.study_stats import markdown, plot_study, pool, to_json
 
@@ -168,7 +169,8 @@ def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: Stud
     names = list(configs)
     tables = {"scenario": {s["seed"]: s["scenario"] for s in per_seed}, "route": {s["seed"]: s["rare"] for s in per_seed}}
     levels = {"scenario": pool(tables["scenario"], pairs(names), "scenario"), "route": pool(tables["route"], pairs(names), "route"),
-              "clear_route": pool({s["seed"]: s["clear"] for s in per_seed}, [], "route")}
+              "clear_route": pool({s["seed"]: s["clear"] for s in per_seed}, pairs(names), "route")}
+    targets = study_targets.judge(levels) if study_targets.applies(levels) else None
     tuning_report = json.loads((tuning / "report.json").read_text())
     scarce = label_scarce(tuning_report, tables)
     shares = {k: float(configs[k]["train"]["rare_fraction"]) for k in names if k.startswith("oversample")}
@@ -178,6 +180,7 @@ def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: Stud
               "wall_s": time.perf_counter() - start, "timings_s": {s["seed"]: s["timings_s"] for s in per_seed},
               # wall_s is this invocation's (a resumed study re-times only what it ran); this is every stage's, tuning seed included
               "stages_s_total": sum(sum(s["timings_s"].values()) for s in per_seed) + sum(tuning_report.get("timings_s", {}).values()),
+              **({"targets": [asdict(t) for t in targets]} if targets else {}),
               **({"label_scarce": {**scarce, "gap_ratio": {k: asdict(g) for k, g in scarce["gap_ratio"].items()}}} if scarce else {})}
     (out / "study_stats.json").write_text(to_json(levels))
     (out / "study.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
@@ -187,6 +190,7 @@ def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: Stud
                                   "## Held-out routes at the rare-scene rate: every scene replayed by every model, and the routes\n\n"
                                   + markdown(rates) +
                                   "\n\n## Held-out routes without rare scenes\n\n" + markdown({"route": levels["clear_route"]}) +
+                                  ("\n\n" + study_targets.markdown(targets, seeds) if targets else "") +
                                   ("\n\n" + label_scarce_markdown(scarce, rates) if scarce else "") +
                                   f"\n\n![study]({plot.name})\n")
     return {"out": str(out), "seeds": seeds, "report": str(out / "study.md"), "wall_s": report["wall_s"]}

@@ -388,6 +388,8 @@ def markdown(levels: dict[str, LevelStats]) -> str:
                     "| supported |", "|---" * 7 + "|"]
         for d in lv.differences:
             e = d.estimate
+            if e.value is None:  # no unit of the kind at this level (pass rates on routes without rare scenes)
+                continue
             out.append(f"| {d.config} - {d.reference} | {d.stat} | {_fmt(d.stat, e.value, True)} | "
                        f"{_ci(d.stat, e.bootstrap_ci95, True)} | {_ci(d.stat, e.t_ci95, True)} | "
                        f"{' '.join(_fmt(d.stat, v, True) for v in e.per_seed)} | "

@@ -1,0 +1,63 @@
+"""Issue 18's targets on pooled statistics (training/study_targets.py): each target met on synthetic seeds built
+to meet it, and each one missed when only the thing it guards is changed."""
+
+import numpy as np
+
+from training import study_targets
+from training.study import pairs
+from training.study_stats import pool
+
+CONFIGS = ("mse", "oversample", "oversample-0.5", "learned")
+SEEDS = (1, 2, 3, 4)
+
+
+def _levels(scenes: dict[str, list[int]], per_km: dict[str, float], seed_scenes: dict[int, dict] | None = None) -> dict:
+    """4 seeds x 20 scenes: a configuration passes ``scenes[c][s]`` of seed s's scenes (the first ones), and has
+    ``per_km[c]`` normal-road infractions per km on every route (with a seed-to-seed wobble of 0.02)."""
+    def scenario(c: str, s: int) -> dict:
+        passed = np.zeros(20)
+        passed[:(seed_scenes or {}).get(s, {}).get(c, scenes[c][s - 1])] = 1
+        return {"rare_n": np.ones(20), "rare_passed": passed}
+
+    def route(c: str, s: int) -> dict:
+        return {"rare_n": np.zeros(8), "rare_passed": np.zeros(8), "normal_km": np.ones(8),
+                "normal_infractions": np.full(8, per_km[c] + 0.02 * s)}
+
+    names = list(CONFIGS)
+    roads = pool({s: {c: route(c, s) for c in names} for s in SEEDS}, pairs(names), "route", samples=400)
+    return {"scenario": pool({s: {c: scenario(c, s) for c in names} for s in SEEDS}, pairs(names), "scenario", samples=400),
+            "route": roads, "clear_route": roads}
+
+
+SCENES = {"mse": [10, 11, 10, 9], "oversample": [17, 18, 17, 18], "oversample-0.5": [18, 17, 18, 17], "learned": [19, 18, 19, 19]}
+PER_KM = {"mse": 0.3, "oversample": 0.5, "oversample-0.5": 0.8, "learned": 0.1}
+
+
+def _met(levels: dict) -> dict[str, bool]:
+    return {t.name: t.met for t in study_targets.judge(levels)}
+
+
+def test_every_target_is_met_where_learned_dominates():
+    assert _met(_levels(SCENES, PER_KM)) == dict.fromkeys(("frontier", "pareto_tuned", "failure_halved", "every_seed"), True)
+
+
+def test_each_target_misses_when_its_own_condition_breaks():
+    # a share better on both axes on every seed: the frontier breaks (and with it nothing else about the tuned share)
+    met = _met(_levels({**SCENES, "oversample-0.5": [20, 20, 20, 20]}, {**PER_KM, "oversample-0.5": 0.0}))
+    assert not met["frontier"] and met["pareto_tuned"]
+    # learned worse than the tuned share on the normal road: the Pareto gain is gone, the frontier holds
+    met = _met(_levels(SCENES, {**PER_KM, "learned": 0.7}))
+    assert not met["pareto_tuned"] and met["failure_halved"]
+    # learned fails 40 % of what mse fails 50 %: above half
+    met = _met(_levels({**SCENES, "learned": [12, 12, 12, 12]}, PER_KM))
+    assert not met["failure_halved"] and met["every_seed"]
+    # one seed where learned passes one scene fewer than mse
+    met = _met(_levels(SCENES, PER_KM, seed_scenes={3: {"learned": 9}}))
+    assert not met["every_seed"] and met["frontier"]
+
+
+def test_targets_apply_only_to_a_full_label_study():
+    levels = _levels(SCENES, PER_KM)
+    assert study_targets.applies(levels)
+    levels["scenario"].configs.pop("oversample")
+    assert not study_targets.applies(levels)

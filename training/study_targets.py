@@ -1,0 +1,82 @@
+"""Issue 18's targets, judged on a full-label study's pooled statistics (fixed before the full-size result).
+
+Rare scenes are judged at the scenario level (every model met every scene). The normal road is judged on both
+measures the study has, and a target holds only if it holds on both: ``route`` (normal-road stretches of the
+held-out routes at the rare-scene rate) and ``clear_route`` (routes without rare scenes). An interval's bound is
+the hull of the two-level bootstrap and the t over seeds (a claim needs both):
+
+- ``frontier``: at no oversampling share is oversampling better than learned on both axes by supported
+  differences (``study_stats.beaten_on_both_axes``);
+- ``pareto_tuned``: against the tuned share, learned - oversample on the rare-scene pass rate has lower bound
+  >= -0.02 and on normal-road infractions per km upper bound < 0;
+- ``failure_halved``: learned's rare-scene failure rate is at most half MSE's (pooled point estimates);
+- ``every_seed``: learned passes at least as many rare scenes as MSE on every evaluation seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from training.study_stats import NORMAL, RARE, LevelStats, beaten_on_both_axes
+
+RARE_LOWER_BOUND, FAILURE_RATIO = -0.02, 0.5
+NORMAL_LEVELS = ("route", "clear_route")
+
+
+@dataclass
+class Target:
+    name: str
+    asks: str
+    met: bool
+    measured: str
+
+
+def _hull(d) -> tuple[float, float] | None:
+    cis = (d.estimate.bootstrap_ci95, d.estimate.t_ci95)
+    return None if None in cis else (min(c[0] for c in cis), max(c[1] for c in cis))
+
+
+def _bounds(lo_hi: tuple[float, float] | None) -> str:
+    return "n/a" if lo_hi is None else f"[{lo_hi[0]:+.3f}, {lo_hi[1]:+.3f}]"
+
+
+def applies(levels: dict[str, LevelStats]) -> bool:
+    """A full-label study: learned, MSE and the tuned oversampling share were all studied."""
+    return all(c in levels["scenario"].configs for c in ("learned", "mse", "oversample"))
+
+
+def judge(levels: dict[str, LevelStats]) -> list[Target]:
+    """``levels``: ``scenario``, ``route`` and ``clear_route``, each pooled with ``study.pairs``."""
+    scen = levels["scenario"]
+    shares = [c for c in scen.configs if c.startswith("oversample")]
+    beaten = [(s, lv) for s in shares for lv in NORMAL_LEVELS if beaten_on_both_axes(scen, levels[lv], "learned", s)]
+    out = [Target("frontier", "no oversampling share beats learned on both axes (supported differences)", not beaten,
+                  "beaten by " + ", ".join(f"{s} ({lv} normal road)" for s, lv in beaten) if beaten
+                  else f"no share of {', '.join(shares)} beats learned on both axes")]
+
+    rare = _hull(scen.difference("learned", "oversample", RARE))
+    road = {lv: _hull(levels[lv].difference("learned", "oversample", NORMAL)) for lv in NORMAL_LEVELS}
+    pareto = (rare is not None and rare[0] >= RARE_LOWER_BOUND
+              and all(b is not None and b[1] < 0 for b in road.values()))
+    out.append(Target("pareto_tuned", f"learned - oversample (tuned share): rare-scene lower bound >= {RARE_LOWER_BOUND}, "
+                      "normal-road upper bound < 0", pareto,
+                      f"rare {_bounds(rare)}; normal road /km " + ", ".join(f"{lv} {_bounds(b)}" for lv, b in road.items())))
+
+    learned, mse = scen.configs["learned"][RARE].value, scen.configs["mse"][RARE].value
+    ratio = None if learned is None or mse is None or mse == 1.0 else (1.0 - learned) / (1.0 - mse)
+    out.append(Target("failure_halved", f"learned's rare-scene failure <= {FAILURE_RATIO}x MSE's",
+                      ratio is not None and ratio <= FAILURE_RATIO,
+                      "n/a" if ratio is None else f"failure {1 - learned:.1%} vs {1 - mse:.1%}: {ratio:.2f}x"))
+
+    per_seed = scen.difference("learned", "mse", RARE).estimate.per_seed
+    out.append(Target("every_seed", "learned >= MSE on rare scenes on every evaluation seed",
+                      all(v is not None and v >= 0 for v in per_seed),
+                      "learned - mse per seed: " + " ".join("n/a" if v is None else f"{v:+.3f}" for v in per_seed)))
+    return out
+
+
+def markdown(targets: list[Target], seeds: list[int]) -> str:
+    lines = [f"## Issue 18's targets ({len(seeds)} evaluation seeds, scenario level; normal road on both measures)", "",
+             "| target | asks | met | measured |", "|---|---|---|---|"]
+    lines += [f"| {t.name} | {t.asks} | {'**yes**' if t.met else 'no'} | {t.measured} |" for t in targets]
+    return "\n".join(lines) + "\n"
