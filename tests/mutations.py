@@ -134,6 +134,15 @@ MUTATIONS = (
              ("tests/test_pipeline.py::test_a_pipeline_killed_in_the_export_stage_resumes_without_redoing_finished_stages",), slow=True),
     Mutation("a resumed study runs its finished seeds again", "training/study.py", "        if not done.exists():\n", "        if True:\n",
              ("tests/test_study.py::test_a_study_killed_during_seed_2_resumes_without_redoing_seed_1",), slow=True),
+    Mutation("the Pareto target ignores the rare-scene lower bound", "training/study_targets.py", "rare[0] >= RARE_LOWER_BOUND", "True",
+             ("tests/test_study_targets.py::test_each_target_misses_when_its_own_condition_breaks",)),
+    Mutation("the frontier target reads one normal-road measure", "training/study_targets.py",
+             "for lv in NORMAL_LEVELS if beaten", "for lv in NORMAL_LEVELS[:1] if beaten", ("tests/test_study_targets.py::test_each_target_misses_when_its_own_condition_breaks",)),
+    Mutation("a file of other bytes given as a checkpoint raises the unpickler's error", "training/checkpoint.py",
+             "except (RuntimeError, EOFError, KeyError, ValueError, IndexError) as exc:", "except (RuntimeError, EOFError) as exc:",
+             ("tests/test_train.py::test_a_file_that_is_no_checkpoint_is_named_as_such",)),
+    Mutation("a manifest's totals not checked against its shards", "training/data/dataset.py",
+             "if key in manifest and manifest[key] != total:", "if False:", ("tests/test_dataset.py::test_a_manifest_of_the_wrong_shape_is_named",)),
 )
 
 
