@@ -135,3 +135,21 @@ def test_a_pipeline_killed_in_the_export_stage_resumes_without_redoing_finished_
     assert any(k.startswith("export/") for k in redone)
     report = json.loads((out / "report.json").read_text())
     assert {k: v for k, v in report.items() if k != "timings_s"} == {k: v for k, v in before.items() if k != "timings_s"}
+
+
+@pytest.mark.slow
+def test_a_studys_model_cards_are_the_tuning_seeds_with_the_pooled_claims(quick_run, tmp_path):
+    from tests.test_study_targets import PER_KM, SCENES, _levels
+    from training import study_targets
+    from training.study_card import write_cards
+
+    out, _ = quick_run
+    levels = _levels(SCENES, PER_KM)  # 4 synthetic evaluation seeds of mse, oversample (two shares) and learned
+    cards = write_cards(tmp_path / "cards", json.loads((out / "report.json").read_text()), levels, "runs/s/study.md",
+                        study_targets.judge(levels))
+    assert [c.name for c in cards] == ["mse.md", "oversample.md", "learned.md"]
+    card = cards[2].read_text()
+    assert card.startswith("# Model card: `learned.onnx`") and "the study's tuning seed" in card and "until `metasteer study`" not in card
+    assert "## Across training seeds (4 evaluation seeds: 1, 2, 3, 4; `runs/s/study.md`)" in card
+    assert "all rare scenes passed: 93.8% (" in card and "rare scenes: +0.438 (" in card  # learned 75/80 scenes, mse 40/80
+    assert "Issue 18's targets: frontier met" in card and "Paired against MSE" not in cards[0].read_text()

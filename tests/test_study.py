@@ -29,7 +29,7 @@ def _tuning_run(root: Path) -> Path:
         (d / "request.json").write_text(json.dumps({**req, "train": {**train, "rare_fraction": share}, "data": "x", "meta_data": None}))
         dirs[space, trial] = d
     (root / "report.json").write_text(json.dumps({"choice": {"learned_trial": 3}, "models": {"oversample": str(dirs["oversample", 1])},
-                                                  "compare": {"rare": {"models": {}}}}))
+                                                  "compare": {"rare": {"models": {}}}, "exported": {}}))  # cards: test_pipeline
     return root
 
 

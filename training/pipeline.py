@@ -457,7 +457,9 @@ def _baselines_markdown(r: dict) -> list[str]:
     return lines + ["", f"Best label-free baseline, by its pooled tuning-route pass rate: **`{best_baseline(r)}`**.", ""]
 
 
-def model_card(name: str, r: dict) -> str:
+def model_card(name: str, r: dict, seeds_note: str | None = None) -> str:
+    """The card of the exported model ``name`` of pipeline report ``r``; ``seeds_note`` says what its one seed's
+    closed-loop numbers are worth (by default: an anecdote until a study pools seeds)."""
     from metasteer.policy import OnnxPolicy
     from simulator.encounters import RARE_CATEGORIES
     from training.compare import fmt_pct
@@ -484,7 +486,7 @@ def model_card(name: str, r: dict) -> str:
              "## Offline (validation episodes, MAE in steer units)", "",
              f"overall {_mae(off['overall'])}, normal {_mae(off['normal'])}, abnormal {_mae(off['abnormal'])}", "",
              f"## Closed loop ({len(rare['routes'])} paired held-out embedded routes, rare-scene rate {rare['abnormal_rate']})", "",
-             f"One training seed (seed {r['config']['seed']}): an anecdote until `metasteer study` pools seeds (README).", ""]
+             seeds_note or f"One training seed (seed {r['config']['seed']}): an anecdote until `metasteer study` pools seeds (README).", ""]
     lines += [f"- {g} scenes passed: {fmt_pct(m['pass_rate'][g]['rate'])} ({m['pass_rate'][g]['passed']}/{m['pass_rate'][g]['n']})"
               for g in RARE_CATEGORIES + ("rare",)]
     lines += [f"- route completion {_fmt(m['route_completion'])}, driving score {_fmt(m['driving_score'])}, "

@@ -147,6 +147,7 @@ def label_scarce_markdown(scarce: dict, levels: dict) -> str:
 
 def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: StudyConfig, progress: bool = True) -> dict:
     from training import study_targets
+    from training.study_card import write_cards
     from training.pipeline import run_pipeline
     from training.study_stats import markdown, plot_study, pool, to_json
 
@@ -184,6 +185,7 @@ def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: Stud
               **({"label_scarce": {**scarce, "gap_ratio": {k: asdict(g) for k, g in scarce["gap_ratio"].items()}}} if scarce else {})}
     (out / "study_stats.json").write_text(to_json(levels))
     (out / "study.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    cards = write_cards(out / "cards", tuning_report, levels, str(out / "study.md"), targets)
     rates = {k: levels[k] for k in ("scenario", "route")}
     plot = plot_study(rates, out / "study.png", frontier=shares)
     (out / "study.md").write_text(f"# metasteer study: {len(seeds)} evaluation seeds {seeds} (tuning seed {cfg.tuning_seed} apart)\n\n"
@@ -193,4 +195,4 @@ def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: Stud
                                   ("\n\n" + study_targets.markdown(targets, seeds) if targets else "") +
                                   ("\n\n" + label_scarce_markdown(scarce, rates) if scarce else "") +
                                   f"\n\n![study]({plot.name})\n")
-    return {"out": str(out), "seeds": seeds, "report": str(out / "study.md"), "wall_s": report["wall_s"]}
+    return {"out": str(out), "seeds": seeds, "report": str(out / "study.md"), "cards": [str(c) for c in cards], "wall_s": report["wall_s"]}
