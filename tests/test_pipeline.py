@@ -152,4 +152,6 @@ def test_a_studys_model_cards_are_the_tuning_seeds_with_the_pooled_claims(quick_
     assert card.startswith("# Model card: `learned.onnx`") and "the study's tuning seed" in card and "until `metasteer study`" not in card
     assert "## Across training seeds (4 evaluation seeds: 1, 2, 3, 4; `runs/s/study.md`)" in card
     assert "all rare scenes passed: 93.8% (" in card and "rare scenes: +0.438 (" in card  # learned 75/80 scenes, mse 40/80
-    assert "Issue 18's targets: frontier met" in card and "Paired against MSE" not in cards[0].read_text()
+    assert "Issue 18's targets (`runs/s/study.md` has the table): frontier met" in card and "Paired against MSE" not in cards[0].read_text()
+    report = json.loads((out / "report.json").read_text())  # where the pipeline shipped MSE as learned.onnx the card says so
+    assert ("this file does not hold it" in card) == report["targets"]["learned_is_mse"]

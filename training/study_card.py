@@ -22,14 +22,16 @@ def _estimate(lv: LevelStats, config: str, stat: str) -> str:
     return f"{fmt(e.value)} (two-level bootstrap 95 % {ci}; per seed {', '.join(fmt(v) for v in seen)})"
 
 
-def section(config: str, levels: dict[str, LevelStats], study: str, targets: list[Target] | None) -> str:
-    """The pooled claims about ``config``'s recipe; ``study``: where the study's report lives, for the reader."""
+def section(config: str, levels: dict[str, LevelStats], study: str, targets: list[Target] | None, ships_mse: bool = False) -> str:
+    """The pooled claims about ``config``'s recipe; ``study``: where the study's report lives, for the reader;
+    ``ships_mse``: the file is MSE (the tuning seed's ``config`` did not beat it), not the recipe studied."""
     scen, route, clear = levels["scenario"], levels["route"], levels["clear_route"]
     seeds = ", ".join(map(str, scen.seeds))
     lines = [f"## Across training seeds ({len(scen.seeds)} evaluation seeds: {seeds}; `{study}`)", "",
              f"This configuration retrained on each evaluation seed's own data and MSE + DAgger start model, exactly as its "
-             f"tuning trial was; each seed judged on its own held-out routes. The claims are about the recipe; this file is "
-             f"the tuning seed's model, whose own numbers are above.", "",
+             f"tuning trial was; each seed judged on its own held-out routes. The claims are about the recipe; "
+             + (f"**this file does not hold it**: it is MSE, because the tuning seed's {config} did not beat MSE on its tuning "
+                f"routes." if ships_mse else "this file is the tuning seed's model, whose own numbers are above."), "",
              f"Every rare scene of the held-out routes replayed from the expert's state ({min(scen.units_per_seed)}-"
              f"{max(scen.units_per_seed)} scenes per seed, every model on every scene):", ""]
     lines += [f"- {stat.removeprefix('pass_rate_').replace('rare', 'all rare scenes')} passed: {_estimate(scen, config, stat)}"
@@ -43,8 +45,16 @@ def section(config: str, levels: dict[str, LevelStats], study: str, targets: lis
                   f"- normal road per km (routes at the rare-scene rate): {difference_text(route.difference(config, 'mse', NORMAL))}",
                   f"- normal road per km (routes without rare scenes): {difference_text(clear.difference(config, 'mse', NORMAL))}", ""]
     if config == "learned" and targets:
-        lines += ["Issue 18's targets: " + "; ".join(f"{t.name} {'met' if t.met else 'not met'} ({t.measured})" for t in targets), ""]
+        lines += [f"Issue 18's targets (`{study}` has the table): " + "; ".join(f"{t.name} {'met' if t.met else 'not met'}" for t in targets), ""]
     return "\n".join(lines)
+
+
+def _ships_mse(name: str, r: dict) -> bool:
+    """The pipeline shipped MSE under ``name`` (its rule: the learned loss or a baseline must beat MSE on tuning routes)."""
+    if name == "learned":
+        return bool(r["targets"]["learned_is_mse"])
+    baseline = r["choice"].get("baselines", {}).get(name)
+    return baseline is not None and not baseline["kept"]
 
 
 def write_cards(out: Path, tuning_report: dict, levels: dict[str, LevelStats], study: str,
@@ -58,7 +68,7 @@ def write_cards(out: Path, tuning_report: dict, levels: dict[str, LevelStats], s
         note = f"One training seed (seed {tuning_report['config']['seed']}, the study's tuning seed): an anecdote; the pooled claims follow."
         card = model_card(name, tuning_report, seeds_note=note)
         if name in levels["scenario"].configs:
-            card += "\n" + section(name, levels, study, targets)
+            card += "\n" + section(name, levels, study, targets, ships_mse=_ships_mse(name, tuning_report))
         paths.append(out / f"{name}.md")
         paths[-1].write_text(card)
     return paths

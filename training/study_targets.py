@@ -10,7 +10,11 @@ the hull of the two-level bootstrap and the t over seeds (a claim needs both):
 - ``pareto_tuned``: against the tuned share, learned - oversample on the rare-scene pass rate has lower bound
   >= -0.02 and on normal-road infractions per km upper bound < 0;
 - ``failure_halved``: learned's rare-scene failure rate is at most half MSE's (pooled point estimates);
-- ``every_seed``: learned passes at least as many rare scenes as MSE on every evaluation seed.
+- ``every_seed``: learned passes at least as many rare scenes as MSE on every evaluation seed;
+- ``protocol``: the study is the size the targets are stated for (>= 4 evaluation seeds, >= 48 routes per seed).
+
+``frontier`` holding means no supported win was found, not that a tie was shown; ``failure_halved`` compares point
+estimates (no interval): the markdown says both.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from training.study_stats import NORMAL, RARE, LevelStats, beaten_on_both_axes
 
 RARE_LOWER_BOUND, FAILURE_RATIO = -0.02, 0.5
+MIN_SEEDS, MIN_ROUTES = 4, 48
 NORMAL_LEVELS = ("route", "clear_route")
 
 
@@ -36,6 +41,10 @@ def _hull(d) -> tuple[float, float] | None:
     return None if None in cis else (min(c[0] for c in cis), max(c[1] for c in cis))
 
 
+def _signed(d) -> str:
+    return "n/a" if d.estimate.value is None else f"{d.estimate.value:+.3f}" + ("*" if d.supported else "")
+
+
 def _bounds(lo_hi: tuple[float, float] | None) -> str:
     return "n/a" if lo_hi is None else f"[{lo_hi[0]:+.3f}, {lo_hi[1]:+.3f}]"
 
@@ -50,9 +59,11 @@ def judge(levels: dict[str, LevelStats]) -> list[Target]:
     scen = levels["scenario"]
     shares = [c for c in scen.configs if c.startswith("oversample")]
     beaten = [(s, lv) for s in shares for lv in NORMAL_LEVELS if beaten_on_both_axes(scen, levels[lv], "learned", s)]
+    gaps = "; ".join(f"{s}: rare {_signed(scen.difference('learned', s, RARE))}, road /km "
+                     + "/".join(_signed(levels[lv].difference("learned", s, NORMAL)) for lv in NORMAL_LEVELS) for s in shares)
     out = [Target("frontier", "no oversampling share beats learned on both axes (supported differences)", not beaten,
-                  "beaten by " + ", ".join(f"{s} ({lv} normal road)" for s, lv in beaten) if beaten
-                  else f"no share of {', '.join(shares)} beats learned on both axes")]
+                  ("beaten by " + ", ".join(f"{s} ({lv} normal road)" for s, lv in beaten) if beaten
+                   else "no supported win on both axes (absence of evidence, not a shown tie)") + f"; learned - share: {gaps}")]
 
     rare = _hull(scen.difference("learned", "oversample", RARE))
     road = {lv: _hull(levels[lv].difference("learned", "oversample", NORMAL)) for lv in NORMAL_LEVELS}
@@ -60,23 +71,32 @@ def judge(levels: dict[str, LevelStats]) -> list[Target]:
               and all(b is not None and b[1] < 0 for b in road.values()))
     out.append(Target("pareto_tuned", f"learned - oversample (tuned share): rare-scene lower bound >= {RARE_LOWER_BOUND}, "
                       "normal-road upper bound < 0", pareto,
-                      f"rare {_bounds(rare)}; normal road /km " + ", ".join(f"{lv} {_bounds(b)}" for lv, b in road.items())))
+                      f"hull of both intervals: rare {_bounds(rare)}; normal road /km "
+                      + ", ".join(f"{lv} {_bounds(b)}" for lv, b in road.items())))
 
     learned, mse = scen.configs["learned"][RARE].value, scen.configs["mse"][RARE].value
-    ratio = None if learned is None or mse is None or mse == 1.0 else (1.0 - learned) / (1.0 - mse)
-    out.append(Target("failure_halved", f"learned's rare-scene failure <= {FAILURE_RATIO}x MSE's",
-                      ratio is not None and ratio <= FAILURE_RATIO,
-                      "n/a" if ratio is None else f"failure {1 - learned:.1%} vs {1 - mse:.1%}: {ratio:.2f}x"))
+    defined = learned is not None and mse is not None
+    out.append(Target("failure_halved", f"learned's rare-scene failure <= {FAILURE_RATIO}x MSE's (pooled point estimates)",
+                      defined and 1.0 - learned <= FAILURE_RATIO * (1.0 - mse),
+                      "n/a" if not defined else f"failure {1 - learned:.1%} vs {1 - mse:.1%}"
+                      + (f": {(1 - learned) / (1 - mse):.2f}x" if mse < 1.0 else "") + " (no interval)"))
 
     per_seed = scen.difference("learned", "mse", RARE).estimate.per_seed
     out.append(Target("every_seed", "learned >= MSE on rare scenes on every evaluation seed",
                       all(v is not None and v >= 0 for v in per_seed),
                       "learned - mse per seed: " + " ".join("n/a" if v is None else f"{v:+.3f}" for v in per_seed)))
+
+    routes = min(levels["route"].units_per_seed)
+    out.append(Target("protocol", f">= {MIN_SEEDS} evaluation seeds, >= {MIN_ROUTES} held-out routes per seed",
+                      len(scen.seeds) >= MIN_SEEDS and routes >= MIN_ROUTES,
+                      f"{len(scen.seeds)} seeds, {routes}-{max(levels['route'].units_per_seed)} routes per seed"))
     return out
 
 
 def markdown(targets: list[Target], seeds: list[int]) -> str:
     lines = [f"## Issue 18's targets ({len(seeds)} evaluation seeds, scenario level; normal road on both measures)", "",
+             "Differences are learned - other (pass rates as fractions, infractions per km); * marks a supported one "
+             "(both intervals exclude 0).", "",
              "| target | asks | met | measured |", "|---|---|---|---|"]
     lines += [f"| {t.name} | {t.asks} | {'**yes**' if t.met else 'no'} | {t.measured} |" for t in targets]
     return "\n".join(lines) + "\n"
