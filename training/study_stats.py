@@ -436,7 +436,7 @@ def _frontier_panel(ax, rates: LevelStats, normal: LevelStats, frontier: dict[st
         if x.value is None or y.value is None:
             continue
         ax.errorbar(x.value, y.value, xerr=_error_bar(x), yerr=_error_bar(y), fmt="o", capsize=3, color=colour)
-        ax.annotate(c if c not in frontier else f"share {frontier[c]:g}", (x.value, y.value), fontsize=7,
+        ax.annotate(c if c not in frontier else f"share {frontier[c]:.2g}", (x.value, y.value), fontsize=7,
                     xytext=(4, 4), textcoords="offset points")
     by_share = sorted(frontier, key=frontier.get)
     curve = [(normal.configs[c][NORMAL].value, rates.configs[c][RARE].value) for c in by_share]
