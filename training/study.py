@@ -147,8 +147,8 @@ def label_scarce_markdown(scarce: dict, levels: dict) -> str:
 
 def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: StudyConfig, progress: bool = True) -> dict:
     from training import study_targets
-    from training.study_card import write_cards
     from training.pipeline import run_pipeline
+    from training.study_card import write_cards
     from training.study_stats import markdown, plot_study, pool, to_json
 
     out = Path(out)

@@ -289,8 +289,8 @@ def gap_ratio(tables: dict[int, dict[str, dict]], config: str, low: str, high: s
     num, den = _estimate(paired(config), _paired, res), _estimate(paired(high), _paired, res)
     out = GapRatio(config, low, high, stat, None, None, num, den, None)
     if not supported(den):
-        out.undefined = (f"{high} - {low} is not a supported difference (bootstrap 95 % {_ci(stat, den.bootstrap_ci95, True)}, "
-                         f"t 95 % {_ci(stat, den.t_ci95, True)}): the gap may be 0, so the ratio is unstable")
+        out.undefined = (f"{high} - {low} is not a supported difference (bootstrap 95 % {fmt_ci(stat, den.bootstrap_ci95, True)}, "
+                         f"t 95 % {fmt_ci(stat, den.t_ci95, True)}): the gap may be 0, so the ratio is unstable")
         return out
     if num.value is None:
         out.undefined = f"{config} - {low} is undefined (no unit of the kind)"
@@ -304,8 +304,8 @@ def gap_ratio(tables: dict[int, dict[str, dict]], config: str, low: str, high: s
 def difference_text(d: Difference) -> str:
     """One paired difference in words: pooled value, both intervals, whether it is supported."""
     e = d.estimate
-    return (f"{_fmt(d.stat, e.value, True)} (two-level bootstrap 95 % {_ci(d.stat, e.bootstrap_ci95, True)}, t 95 % "
-            f"{_ci(d.stat, e.t_ci95, True)}; supported: {'yes' if d.supported else 'no'})")
+    return (f"{fmt_stat(d.stat, e.value, True)} (two-level bootstrap 95 % {fmt_ci(d.stat, e.bootstrap_ci95, True)}, t 95 % "
+            f"{fmt_ci(d.stat, e.t_ci95, True)}; supported: {'yes' if d.supported else 'no'})")
 
 
 def gap_ratio_text(g: GapRatio) -> str:
@@ -356,7 +356,7 @@ def scenes_needed(d: float, p: float | None = None, discordance: float | None = 
     return math.ceil((za * math.sqrt(discordance) + zb * math.sqrt(discordance - d * d)) ** 2 / (d * d))
 
 
-def _fmt(stat: str, x: float | None, signed: bool = False) -> str:
+def fmt_stat(stat: str, x: float | None, signed: bool = False) -> str:
     if x is None:
         return "n/a"
     if signed:
@@ -364,8 +364,8 @@ def _fmt(stat: str, x: float | None, signed: bool = False) -> str:
     return fmt_pct(x) if stat.startswith("pass_rate") else f"{x:.3f}"
 
 
-def _ci(stat: str, ci: list[float] | None, signed: bool = False) -> str:
-    return "n/a" if ci is None else f"[{_fmt(stat, ci[0], signed)}, {_fmt(stat, ci[1], signed)}]"
+def fmt_ci(stat: str, ci: list[float] | tuple[float, float] | None, signed: bool = False) -> str:
+    return "n/a" if ci is None else f"[{fmt_stat(stat, ci[0], signed)}, {fmt_stat(stat, ci[1], signed)}]"
 
 
 def markdown(levels: dict[str, LevelStats]) -> str:
@@ -381,8 +381,8 @@ def markdown(levels: dict[str, LevelStats]) -> str:
             cells = []
             for k, e in by_stat.items():
                 seen = [v for v in e.per_seed if v is not None]
-                spread = f"seeds {_fmt(k, min(seen))}-{_fmt(k, max(seen))}" if seen else "no seed"
-                cells.append(f"{_fmt(k, e.value)} {_ci(k, e.bootstrap_ci95)}, {spread}")
+                spread = f"seeds {fmt_stat(k, min(seen))}-{fmt_stat(k, max(seen))}" if seen else "no seed"
+                cells.append(f"{fmt_stat(k, e.value)} {fmt_ci(k, e.bootstrap_ci95)}, {spread}")
             out.append(f"| {c} | " + " | ".join(cells) + " |")
         out += ["", "| difference | statistic | pooled | two-level bootstrap 95 % | t 95 % (seeds) | per seed "
                     "| supported |", "|---" * 7 + "|"]
@@ -390,9 +390,9 @@ def markdown(levels: dict[str, LevelStats]) -> str:
             e = d.estimate
             if e.value is None:  # no unit of the kind at this level (pass rates on routes without rare scenes)
                 continue
-            out.append(f"| {d.config} - {d.reference} | {d.stat} | {_fmt(d.stat, e.value, True)} | "
-                       f"{_ci(d.stat, e.bootstrap_ci95, True)} | {_ci(d.stat, e.t_ci95, True)} | "
-                       f"{' '.join(_fmt(d.stat, v, True) for v in e.per_seed)} | "
+            out.append(f"| {d.config} - {d.reference} | {d.stat} | {fmt_stat(d.stat, e.value, True)} | "
+                       f"{fmt_ci(d.stat, e.bootstrap_ci95, True)} | {fmt_ci(d.stat, e.t_ci95, True)} | "
+                       f"{' '.join(fmt_stat(d.stat, v, True) for v in e.per_seed)} | "
                        f"{'yes' if d.supported else 'no'} |")
         out.append("")
     return "\n".join(out)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from training.study_stats import NORMAL, RARE, LevelStats, beaten_on_both_axes
+from training.study_stats import NORMAL, RARE, LevelStats, beaten_on_both_axes, fmt_ci, fmt_stat
 
 RARE_LOWER_BOUND, FAILURE_RATIO = -0.02, 0.5
 MIN_SEEDS, MIN_ROUTES = 4, 48
@@ -42,11 +42,7 @@ def _hull(d) -> tuple[float, float] | None:
 
 
 def _signed(d) -> str:
-    return "n/a" if d.estimate.value is None else f"{d.estimate.value:+.3f}" + ("*" if d.supported else "")
-
-
-def _bounds(lo_hi: tuple[float, float] | None) -> str:
-    return "n/a" if lo_hi is None else f"[{lo_hi[0]:+.3f}, {lo_hi[1]:+.3f}]"
+    return fmt_stat(d.stat, d.estimate.value, True) + ("*" if d.supported else "")
 
 
 def applies(levels: dict[str, LevelStats]) -> bool:
@@ -71,8 +67,8 @@ def judge(levels: dict[str, LevelStats]) -> list[Target]:
               and all(b is not None and b[1] < 0 for b in road.values()))
     out.append(Target("pareto_tuned", f"learned - oversample (tuned share): rare-scene lower bound >= {RARE_LOWER_BOUND}, "
                       "normal-road upper bound < 0", pareto,
-                      f"hull of both intervals: rare {_bounds(rare)}; normal road /km "
-                      + ", ".join(f"{lv} {_bounds(b)}" for lv, b in road.items())))
+                      f"hull of both intervals: rare {fmt_ci(RARE, rare, True)}; normal road /km "
+                      + ", ".join(f"{lv} {fmt_ci(NORMAL, b, True)}" for lv, b in road.items())))
 
     learned, mse = scen.configs["learned"][RARE].value, scen.configs["mse"][RARE].value
     defined = learned is not None and mse is not None
@@ -84,7 +80,7 @@ def judge(levels: dict[str, LevelStats]) -> list[Target]:
     per_seed = scen.difference("learned", "mse", RARE).estimate.per_seed
     out.append(Target("every_seed", "learned >= MSE on rare scenes on every evaluation seed",
                       all(v is not None and v >= 0 for v in per_seed),
-                      "learned - mse per seed: " + " ".join("n/a" if v is None else f"{v:+.3f}" for v in per_seed)))
+                      "learned - mse per seed: " + " ".join(fmt_stat(RARE, v, True) for v in per_seed)))
 
     routes = min(levels["route"].units_per_seed)
     out.append(Target("protocol", f">= {MIN_SEEDS} evaluation seeds, >= {MIN_ROUTES} held-out routes per seed",
