@@ -287,7 +287,7 @@ def _cmd_bench_architecture(args: argparse.Namespace) -> dict:
     from training.bench.architecture import bench_architecture
 
     return bench_architecture(Path(args.work), args.archs.split(","), [int(s) for s in args.seeds.split(",")], size=args.size,
-                              episodes=args.episodes, progress=not args.no_progress)
+                              episodes=args.episodes, progress=not args.no_progress, keep=Path(args.keep) if args.keep else None)
 
 
 def _cmd_bench_closed_loop(args: argparse.Namespace) -> dict:
@@ -557,6 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="demo", choices=("full", "demo", "quick"), help="the pipeline's stage sizes for stages 1-4")
     p.add_argument("--episodes", type=int, default=48, help="paired routes per seed (tuning namespace, not evaluation routes)")
     p.add_argument("--work", default="runs/bench_architecture", help="runs and results go here (reused when re-run)")
+    p.add_argument("--keep", default=None, help="small directory to commit: each finished seed's comparison and the timed ONNX files; "
+                   "a seed kept there is read, not re-run (a bench longer than one machine's life resumes from it)")
     p.add_argument("--no-progress", action="store_true")
     p = command("meta-step", _cmd_bench_meta_step, "seconds per plain / meta step, per engine and unroll; head-only variant", parent=bench)
     p.add_argument("--batch", type=COUNT, default=32)

@@ -15,13 +15,17 @@ the route-level normal-road infractions/km difference <= +``MARGIN`` (paired boo
 cheapest accepted architecture (onnxruntime ms per frame, one thread) is the one to ship. An architecture may
 name a training precision (``1.0:elu:bf16``): the same graph as its fp32 twin, so the acceptance is what counts
 there; its gain is training time (``bench train-step``; ``base_train_s_per_seed`` is ~0 for runs reused from ``--work``).
+
+``keep``: a directory (small enough to commit) that receives every finished seed's comparison, its base-training
+times and the ONNX files timed; a seed found there is read, not collected, trained or driven again, so a bench
+longer than one machine's life resumes from what was kept (``--work`` holds the data and runs, gigabytes).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -92,40 +96,67 @@ def accepted(scenes: dict, routes: dict) -> bool:
             and all(ci is not None and ci[1] <= MARGIN for ci in highs))
 
 
+def kept_seed(path: Path, archs: list[str], size: str, ecfg, world_cfg: WorldConfig) -> dict | None:
+    """A kept seed's record, if ``path`` exists; refused (ValueError) when it was made with other settings."""
+    if not path.exists():
+        return None
+    kept = json.loads(path.read_text())
+    comparison = kept["comparison"]
+    made = {"archs": kept["archs"], "size": kept["size"], "routes": comparison["config"],
+            "abnormal_rate": comparison["abnormal_rate"], "world": comparison["world"]}
+    asked = {"archs": archs, "size": size, "routes": asdict(ecfg), "abnormal_rate": world_cfg.abnormal_rate, "world": world_cfg.world}
+    wrong = [k for k in made if made[k] != asked[k]]
+    if wrong:
+        raise ValueError(f"{path}: kept by a bench with other {', '.join(wrong)} ({', '.join(f'{made[k]} vs {asked[k]}' for k in wrong)}); "
+                         "move it away or keep elsewhere")
+    return kept
+
+
 def bench_architecture(work: Path, archs: list[str], seeds: list[int], size: str = "demo", episodes: int = 48,
-                       world_cfg: WorldConfig | None = None, progress: bool = True) -> dict:
+                       world_cfg: WorldConfig | None = None, progress: bool = True, keep: Path | None = None) -> dict:
     from training.evaluate import EvalConfig
-    from training.export import export
+    from training.export import export, git_commit
     from training.pipeline import PipelineConfig, collect_data, train_base
 
     work, world_cfg = Path(work), world_cfg or WorldConfig()
     names, parsed = [a.replace(":", "-") for a in archs], [parse_arch(a) for a in archs]  # a typo fails before any work
+    onnx_dir = Path(keep or work) / "onnx"
     per_seed, timings = [], {}
     for seed in seeds:
         cfg = PipelineConfig(seed=seed, size=size)
         n = cfg.sizes()
+        eval_world = replace(world_cfg, abnormal_rate=cfg.eval_abnormal_rate)
+        ecfg = EvalConfig(episodes=episodes, seed=ARCH_ROUTES + seed, workers=2, split="tune", max_time_s=n["max_time_s"])
+        kept = kept_seed(Path(keep) / f"seed-{seed}.json", archs, size, ecfg, eval_world) if keep else None
+        if kept is not None:
+            per_seed.append(kept["comparison"])
+            for name in names:
+                timings.setdefault(name, []).append(kept["base_train_s"][name])
+            continue
         root = work / f"seed-{seed}"
         data, meta = collect_data(root / "data", world_cfg, cfg, n, progress)
-        starts = []
+        starts, seed_s = [], {}
         for (width, activation, precision), name in zip(parsed, names):
             t = time.perf_counter()
             base = train_base(root / name, data, meta, world_cfg, replace(cfg, width_mult=width, activation=activation, precision=precision),
                               n, {}, progress)
-            timings.setdefault(name, []).append(time.perf_counter() - t)
+            seed_s[name] = round(time.perf_counter() - t, 1)
+            timings.setdefault(name, []).append(seed_s[name])
             starts.append(Path(base["start"]))
-        ecfg = EvalConfig(episodes=episodes, seed=ARCH_ROUTES + seed, workers=2, split="tune", max_time_s=n["max_time_s"])
-        per_seed.append(compare(starts, replace(world_cfg, abnormal_rate=cfg.eval_abnormal_rate), ecfg, root / "compare",
-                                names=names, progress=progress, reuse=True, scenarios=True))
-    ms = {}
-    for name, block in zip(names, per_seed[0]["models"].values()):
-        onnx = work / "onnx" / f"{name}.onnx"
-        if not onnx.exists():
-            export(Path(block["model"]), onnx)
-        ms[name] = onnx_ms_per_frame(onnx)
+        per_seed.append(compare(starts, eval_world, ecfg, root / "compare", names=names, progress=progress, reuse=True, scenarios=True))
+        for name, block in zip(names, per_seed[-1]["models"].values()):
+            if not (onnx_dir / f"{name}.onnx").exists():  # the architectures' cost is timed on these files, whichever seed made them
+                export(Path(block["model"]), onnx_dir / f"{name}.onnx")
+        if keep:
+            comparison = {k: v for k, v in per_seed[-1].items() if k != "plot"}
+            record = {"seed": seed, "archs": archs, "size": size, "git_commit": git_commit(), "base_train_s": seed_s, "comparison": comparison}
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            (Path(keep) / f"seed-{seed}.json").write_text(json.dumps(record) + "\n")
+    ms = {name: onnx_ms_per_frame(onnx_dir / f"{name}.onnx") for name in names}
     tables = {name: (_pooled(per_seed, name), _pooled(per_seed, name, "per_scene")) for name in names}
     ref, ref_scenes = tables[names[0]]
     result = {"archs": archs, "seeds": seeds, "size": size, "routes_per_seed": episodes, "margin": MARGIN, "onnx_ms_per_frame": ms,
-              "base_train_s_per_seed": {k: [round(x, 1) for x in v] for k, v in timings.items()}, "models": {}}
+              "base_train_s_per_seed": timings, "models": {}}
     for name in names:
         t, scenes_t = tables[name]
         result["models"][name] = {
@@ -140,5 +171,7 @@ def bench_architecture(work: Path, archs: list[str], seeds: list[int], size: str
             result["models"][name]["accepted"] = accepted(scenes, routes)
     ok = [names[0]] + [k for k in names[1:] if result["models"][k]["accepted"]]
     result["cheapest_accepted"] = min(ok, key=lambda k: ms[k])
-    (work / "architecture.json").write_text(json.dumps(result, indent=2) + "\n")
+    for out in {work, Path(keep or work)}:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "architecture.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
