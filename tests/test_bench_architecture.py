@@ -1,10 +1,20 @@
 """The architecture bench's acceptance rule: scenario-level lower bounds on rare scenes and pedestrians, the
 route-level normal-road upper bound; every seed's scenes pooled."""
 
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
 import pytest
 
-from training.bench.architecture import MARGIN, _pooled, accepted, parse_arch, scene_diffs
+from training.bench.architecture import ARCH_ROUTES, MARGIN, _pooled, accepted, bench_architecture, parse_arch, scene_diffs
+from training.compare import _route_table
+from training.evaluate import EvalConfig
+from training.pipeline import PipelineConfig
 from training.study_stats import scenario_table
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _scenes(verdicts: list[tuple[str, bool]]) -> dict:
@@ -54,3 +64,35 @@ def test_an_architecture_names_width_activation_and_training_precision_and_a_typ
     for bad in ("1.0:elu:bf61", "1.0:elu:bf16:x"):
         with pytest.raises(ValueError, match="architecture"):
             parse_arch(bad)
+
+
+def _kept_seed(seed: int, episodes: int, ref_scenes: list, cand_scenes: list) -> dict:
+    """A seed's record as ``--keep`` writes it, hand-made: every route alike, the scenes given."""
+    cfg = PipelineConfig(seed=seed, size="quick")
+    ecfg = EvalConfig(episodes=episodes, seed=ARCH_ROUTES + seed, workers=2, split="tune", max_time_s=cfg.sizes()["max_time_s"])
+    routes = {k: [1.0] * episodes for k in _route_table([])}
+    block = {"pass_rate": {"rare": {"rate": 1.0}}, "per_route": routes}
+    return {"seed": seed, "archs": ["1.0:elu", "0.75:elu"], "size": "quick", "base_train_s": {"1.0-elu": 10.0 + seed, "0.75-elu": 5.0},
+            "comparison": {"world": "embedded", "abnormal_rate": cfg.eval_abnormal_rate, "config": asdict(ecfg),
+                           "models": {"1.0-elu": block, "0.75-elu": block},
+                           "scenarios": {"models": {"1.0-elu": {"per_scene": _scenes(ref_scenes)},
+                                                    "0.75-elu": {"per_scene": _scenes(cand_scenes)}}}}}
+
+
+def test_kept_seeds_are_read_not_rerun_and_other_settings_are_refused(tmp_path):
+    keep, work = tmp_path / "keep", tmp_path / "work"
+    (keep / "onnx").mkdir(parents=True)
+    for name in ("1.0-elu", "0.75-elu"):  # the timed files; any ONNX steering model will do for the bench's clock
+        shutil.copy(ROOT / "models" / "mse.onnx", keep / "onnx" / f"{name}.onnx")
+    scenes = [("pedestrian", True), ("obstacle", True), ("sharp_bend", False)] * 10
+    (keep / "seed-1.json").write_text(json.dumps(_kept_seed(1, 4, scenes, scenes)))
+    (keep / "seed-2.json").write_text(json.dumps(_kept_seed(2, 4, scenes, [("pedestrian", False), ("obstacle", True), ("sharp_bend", False)] * 10)))
+    result = bench_architecture(work, ["1.0:elu", "0.75:elu"], [1, 2], size="quick", episodes=4, progress=False, keep=keep)
+    assert not list(work.glob("seed-*"))  # nothing collected, trained or driven
+    cand = result["models"]["0.75-elu"]
+    assert cand["scenario_pass_rate"]["pedestrian"] == {"passed": 10, "n": 20}  # both seeds' scenes, pooled
+    assert result["base_train_s_per_seed"] == {"1.0-elu": [11.0, 12.0], "0.75-elu": [5.0, 5.0]}
+    assert not cand["accepted"] and result["cheapest_accepted"] == "1.0-elu"
+    assert json.loads((keep / "architecture.json").read_text())["models"]["0.75-elu"]["accepted"] is False
+    with pytest.raises(ValueError, match="seed-1.json: kept by a bench with other routes"):
+        bench_architecture(work, ["1.0:elu", "0.75:elu"], [1], size="quick", episodes=5, progress=False, keep=keep)
