@@ -62,14 +62,16 @@ def test_a_study_killed_during_seed_2_resumes_without_redoing_seed_1(tmp_path, m
         return real(root, data, meta, world_cfg, p, *args, **kwargs)
 
     monkeypatch.setattr(training.pipeline, "train_base", killed_in_seed_2)
+    keep = tmp_path / "keep"
     with pytest.raises(KeyboardInterrupt):
-        run_study(out, WorldConfig(), pcfg, cfg, progress=False)
+        run_study(out, WorldConfig(), pcfg, cfg, progress=False, keep=keep)
     assert (out / "seed-1" / "seed.json").exists() and not (out / "seed-2" / "seed.json").exists()
+    assert (keep / "seed-1" / "seed.json").read_bytes() == (out / "seed-1" / "seed.json").read_bytes()
     seed1 = _stats(out / "seed-1")
     assert any("configs/learned/model.pt" in p for p in seed1)
 
     monkeypatch.setattr(training.pipeline, "train_base", real)
-    result = run_study(out, WorldConfig(), pcfg, cfg, progress=False)
+    result = run_study(out, WorldConfig(), pcfg, cfg, progress=False, keep=keep)
     assert _stats(out / "seed-1") == seed1  # nothing of seed 1 redone: files untouched (mtime and inode)
     assert result["seeds"] == [1, 2]
     stats = json.loads((out / "study_stats.json").read_text())
@@ -83,3 +85,16 @@ def test_a_study_killed_during_seed_2_resumes_without_redoing_seed_1(tmp_path, m
     assert [t["name"] for t in targets] == ["frontier", "pareto_tuned", "failure_halved", "every_seed", "protocol"]
     assert not targets[-1]["met"]  # 2 evaluation seeds of 4 routes: too small for the targets as stated
     assert "## Issue 18's targets (2 evaluation seeds" in (out / "study.md").read_text()
+
+    # the machine goes away with OUT: a new OUT resumes from what was kept, trains nothing and pools the same numbers
+    monkeypatch.setattr(training.pipeline, "train_base", _never)
+    again = tmp_path / "again"
+    run_study(again, WorldConfig(), pcfg, cfg, progress=False, keep=keep)
+    assert (again / "study_stats.json").read_text() == (out / "study_stats.json").read_text()
+    assert not (again / "seed-1" / "data").exists()
+    with pytest.raises(ValueError, match="holds a study with a different request"):  # another study's kept seeds are not pooled in
+        run_study(tmp_path / "other", WorldConfig(), pcfg, StudyConfig(seeds=3, routes=5, clear_routes=1), progress=False, keep=keep)
+
+
+def _never(*args, **kwargs):
+    raise AssertionError("a kept seed was trained again")

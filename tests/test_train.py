@@ -347,3 +347,20 @@ def test_too_few_episodes_to_split_says_how_many_are_needed():
         split_by_episode(episode, {"val": 0.1, "meta": 0.15}, seed=0)
     assert {k: len(v) for k, v in split_by_episode(np.repeat([5, 7, 9], 4), {"val": 0.1, "meta": 0.15}, seed=0).items()} == \
         {"val": 4, "meta": 4, "train": 4}
+
+
+def test_a_finished_run_is_read_only_for_the_request_it_finished(small_dataset, tmp_path):
+    from dataclasses import replace
+
+    from training.fit import train_once
+    from training.losses import LossSpec
+    from training.meta import MetaConfig
+
+    cfg = TrainConfig(steps=4, batch_size=16, meta_batch_size=8, width_mult=0.25, eval_every=4, warmup_steps=1, checkpoint_every=4)
+    first = train_once(tmp_path / "run", small_dataset, None, LossSpec(loss="mse"), MetaConfig(), cfg, progress=False)
+    model = (tmp_path / "run" / "model.pt").read_bytes()
+    assert train_once(tmp_path / "run", small_dataset, None, LossSpec(loss="mse"), MetaConfig(), cfg, progress=False) == first
+    wider = replace(cfg, width_mult=0.5)  # e.g. a pipeline re-run into the same --out with another width
+    with pytest.raises(ValueError, match="different request"):
+        train_once(tmp_path / "run", small_dataset, None, LossSpec(loss="mse"), MetaConfig(), wider, progress=False)
+    assert (tmp_path / "run" / "model.pt").read_bytes() == model

@@ -158,7 +158,7 @@ def _cmd_study(args: argparse.Namespace) -> dict:
     from training.study import StudyConfig, run_study
 
     return run_study(Path(args.out), from_args(WorldConfig, args), from_args(PipelineConfig, args), from_args(StudyConfig, args),
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, keep=Path(args.keep) if args.keep else None)
 
 
 def _cmd_train(args: argparse.Namespace) -> dict:
@@ -404,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(p, PipelineConfig, skip=("seed",))
     add_arguments(p, StudyConfig)
     p.add_argument("--out", type=out_dir, default="runs/study", help="study directory (resumes when re-run)")
+    p.add_argument("--keep", type=out_dir, default=None, help="small directory to commit: the tuning run's report, requests and "
+                   "exports and every finished seed's results; a study whose --out was lost resumes from it")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = command("show", _cmd_show, "write a contact sheet of a dataset's normal and abnormal frames")

@@ -159,9 +159,7 @@ class Run:
         self.out, self.spec, self.meta_cfg, self.cfg = Path(out), spec, meta, cfg
         self.device = resolve_device(cfg.device)
         paths = [Path(d) for d in (data if isinstance(data, (list, tuple)) else [data])]
-        self.request = {"data": [str(d) for d in paths] if len(paths) > 1 else str(paths[0]),
-                        "meta_data": str(meta_data) if meta_data else None, "loss": asdict(spec),
-                        "meta": asdict(meta), "train": asdict(cfg)}
+        self.request = run_request(paths, meta_data, spec, meta, cfg)
         datasets = [DrivingDataset(d) for d in paths]
         self.manifests = [d.manifest for d in datasets]
         self.input = input_spec(self.manifests)
@@ -351,8 +349,20 @@ class Run:
         return result
 
 
-def train_once(out: Path, *args, progress: bool = True) -> dict:
-    """The result of the finished run ``out`` (its files untouched), or ``Run(out, *args)`` trained,
-    resumed if it was killed: what a resumed pipeline, DAgger round or study does with a run."""
+def run_request(data: Path | list[Path], meta_data: Path | None, spec: LossSpec, meta: MetaConfig, cfg: TrainConfig) -> dict:
+    """What a run was asked (its ``request.json``): a run directory serves only this request."""
+    paths = [Path(d) for d in (data if isinstance(data, (list, tuple)) else [data])]
+    return {"data": [str(d) for d in paths] if len(paths) > 1 else str(paths[0]), "meta_data": str(meta_data) if meta_data else None,
+            "loss": asdict(spec), "meta": asdict(meta), "train": asdict(cfg)}
+
+
+def train_once(out: Path, data: Path | list[Path], meta_data: Path | None, spec: LossSpec, meta: MetaConfig, cfg: TrainConfig,
+               progress: bool = True) -> dict:
+    """The result of the finished run ``out`` (its files untouched), or ``Run(out, ...)`` trained, resumed if it was
+    killed: what a resumed pipeline, DAgger round or study does with a run. A finished run asked something else
+    (e.g. another width) is refused, not read."""
     done = Path(out) / "result.json"
-    return json.loads(done.read_text()) if done.exists() else Run(out, *args).run(resume=True, progress=progress)
+    if done.exists():
+        claim_request(out, run_request(data, meta_data, spec, meta, cfg), "training run")
+        return json.loads(done.read_text())
+    return Run(out, data, meta_data, spec, meta, cfg).run(resume=True, progress=progress)

@@ -20,11 +20,16 @@ every scene) and drive routes without rare scenes; ``training.study_stats.pool``
 scenario and the route level. The tuning seed is
 reported apart and is never pooled: its routes chose the hyperparameters. Held-out routes choose nothing.
 Every stage resumes: a re-run skips finished seeds, runs and comparisons without touching their files.
+``keep`` (a small directory to commit) receives what the pooled claims need, as each part finishes: the tuning
+run's report, its trials' requests and its exports, and every finished seed's ``seed.json``; a study whose
+``OUT`` was lost resumes from it (a full-size study takes longer than one machine lives). ``OUT`` and ``keep``
+each hold the study's settings (``request.json``) and refuse another study's; seeds may be added.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -145,19 +150,47 @@ def label_scarce_markdown(scarce: dict, levels: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: StudyConfig, progress: bool = True) -> dict:
+KEPT = ("tuning/report.json", "tuning/tune/*/bo/trials/*/request.json", "tuning/export/*")  # what pooling, cards and shipping read
+
+
+def restore(out: Path, keep: Path) -> None:
+    """Copy into ``out`` every kept file it lacks (its own files win: they are the same or newer work)."""
+    for src in sorted(p for p in keep.rglob("*") if p.is_file()):
+        dst = out / src.relative_to(keep)
+        if not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+
+
+def keep_files(out: Path, keep: Path | None, patterns: tuple[str, ...]) -> None:
+    """Copy ``out``'s files matching ``patterns`` (relative globs) into ``keep``."""
+    for src in (p for pattern in patterns for p in sorted(out.glob(pattern)) if p.is_file()) if keep else ():
+        dst = keep / src.relative_to(out)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+
+
+def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: StudyConfig, progress: bool = True,
+              keep: Path | None = None) -> dict:
     from training import study_targets
+    from training.files import claim_request
     from training.pipeline import run_pipeline
     from training.study_card import write_cards
     from training.study_stats import markdown, plot_study, pool, to_json
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    settings = {"world": asdict(world_cfg), "pipeline": {k: v for k, v in asdict(pcfg).items() if k != "seed"},
+                "study": {k: v for k, v in asdict(cfg).items() if k != "seeds"}}  # more seeds extend a study; anything else is another
+    for d in [out] + ([Path(keep)] if keep else []):
+        claim_request(d, settings, "study")
+    if keep:
+        restore(out, Path(keep))
     start = time.perf_counter()
     tuning = out / "tuning"
     if not (tuning / "report.json").exists():
         print(f"\n== study: tuning seed {cfg.tuning_seed} (the whole pipeline)", file=sys.stderr, flush=True)
         run_pipeline(tuning, world_cfg, replace(pcfg, seed=cfg.tuning_seed), progress=progress)
+    keep_files(out, keep, KEPT)
     configs = configurations(tuning, FRONTIER[pcfg.labels])
     seeds = [cfg.tuning_seed + k for k in range(1, cfg.seeds)]
     per_seed = []
@@ -166,6 +199,7 @@ def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: Stud
         if not done.exists():
             result = run_seed(out / f"seed-{seed}", seed, world_cfg, pcfg, configs, cfg, progress)
             done.write_text(json.dumps(result) + "\n")
+        keep_files(out, keep, (f"seed-{seed}/seed.json",))
         per_seed.append(json.loads(done.read_text()))
     names = list(configs)
     tables = {"scenario": {s["seed"]: s["scenario"] for s in per_seed}, "route": {s["seed"]: s["rare"] for s in per_seed}}
