@@ -94,5 +94,12 @@ def test_kept_seeds_are_read_not_rerun_and_other_settings_are_refused(tmp_path):
     assert result["base_train_s_per_seed"] == {"1.0-elu": [11.0, 12.0], "0.75-elu": [5.0, 5.0]}
     assert not cand["accepted"] and result["cheapest_accepted"] == "1.0-elu"
     assert json.loads((keep / "architecture.json").read_text())["models"]["0.75-elu"]["accepted"] is False
-    with pytest.raises(ValueError, match="seed-1.json: kept by a bench with other routes"):
-        bench_architecture(work, ["1.0:elu", "0.75:elu"], [1], size="quick", episodes=5, progress=False, keep=keep)
+    with pytest.raises(ValueError, match="seed-1.json: kept by a bench with other routes"):  # before seed 3 is collected
+        bench_architecture(work, ["1.0:elu", "0.75:elu"], [3, 1], size="quick", episodes=5, progress=False, keep=keep)
+    assert not list(work.glob("seed-*"))
+    (keep / "seed-2.json").write_text((keep / "seed-2.json").read_text()[:500])  # a copy cut short
+    with pytest.raises(ValueError, match="seed-2.json: corrupt JSON"):
+        bench_architecture(work, ["1.0:elu", "0.75:elu"], [1, 2], size="quick", episodes=4, progress=False, keep=keep)
+    (keep / "onnx" / "0.75-elu.onnx").unlink()
+    with pytest.raises(ValueError, match="every seed is kept but the timed ONNX files are not: .*0.75-elu.onnx"):
+        bench_architecture(work, ["1.0:elu", "0.75:elu"], [1], size="quick", episodes=4, progress=False, keep=keep)

@@ -155,3 +155,6 @@ def test_a_studys_model_cards_are_the_tuning_seeds_with_the_pooled_claims(quick_
     assert "Issue 18's targets (`runs/s/study.md` has the table): frontier met" in card and "Paired against MSE" not in cards[0].read_text()
     report = json.loads((out / "report.json").read_text())  # where the pipeline shipped MSE as learned.onnx the card says so
     assert ("this file does not hold it" in card) == report["targets"]["learned_is_mse"]
+    moved = {**report, "exported": {k: {**e, "onnx": f"/gone/{k}.onnx"} for k, e in report["exported"].items()}}
+    again = write_cards(tmp_path / "again", moved, levels, "runs/s/study.md", study_targets.judge(levels), export_dir=out / "export")
+    assert [c.read_text() for c in again] == [c.read_text() for c in cards]  # a study resumed in a new --out finds its exports

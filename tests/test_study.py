@@ -1,6 +1,7 @@
 """`metasteer study`: every configuration retrained per evaluation seed, pooled; a killed study resumes."""
 
 import json
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -88,12 +89,25 @@ def test_a_study_killed_during_seed_2_resumes_without_redoing_seed_1(tmp_path, m
 
     # the machine goes away with OUT: a new OUT resumes from what was kept, trains nothing and pools the same numbers
     monkeypatch.setattr(training.pipeline, "train_base", _never)
+    stats = (out / "study_stats.json").read_text()
+    shutil.rmtree(out)
     again = tmp_path / "again"
     run_study(again, WorldConfig(), pcfg, cfg, progress=False, keep=keep)
-    assert (again / "study_stats.json").read_text() == (out / "study_stats.json").read_text()
+    assert (again / "study_stats.json").read_text() == stats
     assert not (again / "seed-1" / "data").exists()
     with pytest.raises(ValueError, match="holds a study with a different request"):  # another study's kept seeds are not pooled in
         run_study(tmp_path / "other", WorldConfig(), pcfg, StudyConfig(seeds=3, routes=5, clear_routes=1), progress=False, keep=keep)
+    assert not (tmp_path / "other").exists()  # refused before it was claimed: the corrected command may use it
+    with pytest.raises(ValueError, match="must lie outside"):
+        run_study(keep / "out", WorldConfig(), pcfg, cfg, progress=False, keep=keep)
+    seed1 = again / "seed-1" / "seed.json"
+    seed1.write_text(json.dumps({**json.loads(seed1.read_text()), "configurations_sha256": "another tuning run"}))
+    with pytest.raises(ValueError, match="seed-1/seed.json: trained the configurations of another tuning run"):
+        run_study(again, WorldConfig(), pcfg, cfg, progress=False)
+    report = again / "tuning" / "report.json"
+    report.write_text(report.read_text().replace('"learned_trial": 3', '"learned_trial": 0'))
+    with pytest.raises(ValueError, match="two different tuning runs"):
+        run_study(again, WorldConfig(), pcfg, cfg, progress=False, keep=keep)
 
 
 def _never(*args, **kwargs):

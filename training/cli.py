@@ -559,7 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="demo", choices=("full", "demo", "quick"), help="the pipeline's stage sizes for stages 1-4")
     p.add_argument("--episodes", type=int, default=48, help="paired routes per seed (tuning namespace, not evaluation routes)")
     p.add_argument("--work", default="runs/bench_architecture", help="runs and results go here (reused when re-run)")
-    p.add_argument("--keep", default=None, help="small directory to commit: each finished seed's comparison and the timed ONNX files; "
+    p.add_argument("--keep", type=out_dir, default=None, help="small directory to commit: each finished seed's comparison and the timed ONNX files; "
                    "a seed kept there is read, not re-run (a bench longer than one machine's life resumes from it)")
     p.add_argument("--no-progress", action="store_true")
     p = command("meta-step", _cmd_bench_meta_step, "seconds per plain / meta step, per engine and unroll; head-only variant", parent=bench)

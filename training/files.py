@@ -24,6 +24,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def read_json(path: Path, error: type[Exception] = ValueError) -> Any:
+    """``path``'s JSON; a missing or corrupt file raises ``error`` naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise error(f"{path}: missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: corrupt JSON ({exc})") from None
+
+
+def atomic_copy(src: Path, dst: Path) -> None:
+    """``dst`` holds either its old content or all of ``src``'s (a kept file is never half-copied)."""
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(dst, Path(src).read_bytes())
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 

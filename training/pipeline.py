@@ -457,15 +457,15 @@ def _baselines_markdown(r: dict) -> list[str]:
     return lines + ["", f"Best label-free baseline, by its pooled tuning-route pass rate: **`{best_baseline(r)}`**.", ""]
 
 
-def model_card(name: str, r: dict, seeds_note: str | None = None) -> str:
+def model_card(name: str, r: dict, seeds_note: str | None = None, onnx: Path | None = None) -> str:
     """The card of the exported model ``name`` of pipeline report ``r``; ``seeds_note`` says what its one seed's
-    closed-loop numbers are worth (by default: an anecdote until a study pools seeds)."""
+    closed-loop numbers are worth (by default: an anecdote until a study pools seeds); ``onnx``: the file, if moved."""
     from metasteer.policy import OnnxPolicy
     from simulator.encounters import RARE_CATEGORIES
     from training.compare import fmt_pct
 
     e, off = r["exported"][name], r["offline"][name]
-    spec = OnnxPolicy.load(e["onnx"]).spec
+    spec = OnnxPolicy.load(onnx or e["onnx"]).spec
     rare, clear = r["compare"]["rare"], r["compare"]["clear"]
     m, c = rare["models"][name], clear["models"][name]
     params = r["choice"]["params"][name]

@@ -28,14 +28,15 @@ each hold the study's settings (``request.json``) and refuse another study's; se
 
 from __future__ import annotations
 
+import hashlib
 import json
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from simulator.factory import WorldConfig
+from training.files import atomic_copy, atomic_write_bytes, read_json
 from training.label_modes import BASELINES, FRONTIER, baselines, best_baseline, tuning_scores
 from training.pipeline import PipelineConfig
 
@@ -150,41 +151,52 @@ def label_scarce_markdown(scarce: dict, levels: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-KEPT = ("tuning/report.json", "tuning/tune/*/bo/trials/*/request.json", "tuning/export/*")  # what pooling, cards and shipping read
+KEPT = ("tuning/tune/*/bo/trials/*/request.json", "tuning/export/*", "tuning/report.json")  # the report last: it marks tuning done
 
 
 def restore(out: Path, keep: Path) -> None:
-    """Copy into ``out`` every kept file it lacks (its own files win: they are the same or newer work)."""
-    for src in sorted(p for p in keep.rglob("*") if p.is_file()):
-        dst = out / src.relative_to(keep)
-        if not dst.exists():
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
+    """Copy into ``out`` every kept file it lacks; refused when both hold a tuning run and they differ (seeds of
+    one tuning run are never pooled with another's)."""
+    ours, kept = out / "tuning" / "report.json", keep / "tuning" / "report.json"
+    if ours.exists() and kept.exists() and ours.read_bytes() != kept.read_bytes():
+        raise ValueError(f"{ours} and {kept} are two different tuning runs; resume with the --out or the --keep that made it")
+    for src in sorted((p for p in keep.rglob("*") if p.is_file()), key=lambda p: p.name == "report.json"):
+        if not (out / src.relative_to(keep)).exists():
+            atomic_copy(src, out / src.relative_to(keep))
 
 
 def keep_files(out: Path, keep: Path | None, patterns: tuple[str, ...]) -> None:
-    """Copy ``out``'s files matching ``patterns`` (relative globs) into ``keep``."""
+    """Copy ``out``'s files matching ``patterns`` (relative globs, in order) into ``keep``."""
     for src in (p for pattern in patterns for p in sorted(out.glob(pattern)) if p.is_file()) if keep else ():
-        dst = keep / src.relative_to(out)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dst)
+        atomic_copy(src, keep / src.relative_to(out))
+
+
+def claim_dirs(out: Path, keep: Path | None, settings: dict) -> None:
+    """``out`` and ``keep`` hold the study's settings: both are checked before either is written, so a refusal
+    leaves a fresh directory free for the corrected command; ``keep`` must lie apart from ``out``."""
+    from training.files import claim_request
+
+    dirs = [out] + ([keep] if keep else [])
+    if keep and (keep.resolve() == out.resolve() or out.resolve().is_relative_to(keep.resolve())
+                 or keep.resolve().is_relative_to(out.resolve())):
+        raise ValueError(f"--keep {keep} must lie outside --out {out} (and not hold it): it is what outlives it")
+    for d in sorted(dirs, key=lambda d: not (d / "request.json").exists()):  # the ones holding settings first: they only check
+        claim_request(d, settings, "study")
 
 
 def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: StudyConfig, progress: bool = True,
               keep: Path | None = None) -> dict:
     from training import study_targets
-    from training.files import claim_request
     from training.pipeline import run_pipeline
     from training.study_card import write_cards
     from training.study_stats import markdown, plot_study, pool, to_json
 
-    out = Path(out)
+    out, keep = Path(out), Path(keep) if keep else None
     settings = {"world": asdict(world_cfg), "pipeline": {k: v for k, v in asdict(pcfg).items() if k != "seed"},
                 "study": {k: v for k, v in asdict(cfg).items() if k != "seeds"}}  # more seeds extend a study; anything else is another
-    for d in [out] + ([Path(keep)] if keep else []):
-        claim_request(d, settings, "study")
+    claim_dirs(out, keep, settings)
     if keep:
-        restore(out, Path(keep))
+        restore(out, keep)
     start = time.perf_counter()
     tuning = out / "tuning"
     if not (tuning / "report.json").exists():
@@ -192,15 +204,18 @@ def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: Stud
         run_pipeline(tuning, world_cfg, replace(pcfg, seed=cfg.tuning_seed), progress=progress)
     keep_files(out, keep, KEPT)
     configs = configurations(tuning, FRONTIER[pcfg.labels])
+    made_by = hashlib.sha256(json.dumps(configs, sort_keys=True).encode()).hexdigest()  # the configurations every seed retrains
     seeds = [cfg.tuning_seed + k for k in range(1, cfg.seeds)]
     per_seed = []
     for seed in seeds:
         done = out / f"seed-{seed}" / "seed.json"
         if not done.exists():
             result = run_seed(out / f"seed-{seed}", seed, world_cfg, pcfg, configs, cfg, progress)
-            done.write_text(json.dumps(result) + "\n")
+            atomic_write_bytes(done, (json.dumps({**result, "configurations_sha256": made_by}) + "\n").encode())
+        per_seed.append(read_json(done))
+        if per_seed[-1].get("configurations_sha256", made_by) != made_by:
+            raise ValueError(f"{done}: trained the configurations of another tuning run than {tuning}; it cannot be pooled with it")
         keep_files(out, keep, (f"seed-{seed}/seed.json",))
-        per_seed.append(json.loads(done.read_text()))
     names = list(configs)
     tables = {"scenario": {s["seed"]: s["scenario"] for s in per_seed}, "route": {s["seed"]: s["rare"] for s in per_seed}}
     levels = {"scenario": pool(tables["scenario"], pairs(names), "scenario"), "route": pool(tables["route"], pairs(names), "route"),
@@ -219,7 +234,7 @@ def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: Stud
               **({"label_scarce": {**scarce, "gap_ratio": {k: asdict(g) for k, g in scarce["gap_ratio"].items()}}} if scarce else {})}
     (out / "study_stats.json").write_text(to_json(levels))
     (out / "study.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    cards = write_cards(out / "cards", tuning_report, levels, str(out / "study.md"), targets)
+    cards = write_cards(out / "cards", tuning_report, levels, str(out / "study.md"), targets, export_dir=tuning / "export")
     rates = {k: levels[k] for k in ("scenario", "route")}
     plot = plot_study(rates, out / "study.png", frontier=shares)
     (out / "study.md").write_text(f"# metasteer study: {len(seeds)} evaluation seeds {seeds} (tuning seed {cfg.tuning_seed} apart)\n\n"

@@ -58,15 +58,16 @@ def _ships_mse(name: str, r: dict) -> bool:
 
 
 def write_cards(out: Path, tuning_report: dict, levels: dict[str, LevelStats], study: str,
-                targets: list[Target] | None) -> list[Path]:
-    """``out/NAME.md`` for every model the tuning seed exported: its card, then the study's section."""
+                targets: list[Target] | None, export_dir: Path | None = None) -> list[Path]:
+    """``out/NAME.md`` for every model the tuning seed exported: its card, then the study's section. ``export_dir``:
+    where the exports are now (a study resumed from ``--keep`` in a new ``--out``), if not where the report says."""
     from training.pipeline import model_card
 
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in tuning_report["exported"]:
         note = f"One training seed (seed {tuning_report['config']['seed']}, the study's tuning seed): an anecdote; the pooled claims follow."
-        card = model_card(name, tuning_report, seeds_note=note)
+        card = model_card(name, tuning_report, seeds_note=note, onnx=export_dir / f"{name}.onnx" if export_dir else None)
         if name in levels["scenario"].configs:
             card += "\n" + section(name, levels, study, targets, ships_mse=_ships_mse(name, tuning_report))
         paths.append(out / f"{name}.md")

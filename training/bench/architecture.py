@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from simulator.factory import WorldConfig
-from training.compare import GROUPS, compare, paired_diff
+from training.compare import DEFAULT_SPEED_MPS, GROUPS, compare, paired_diff
+from training.files import atomic_write_bytes, read_json
 from training.precision import PRECISIONS
 from training.study_stats import pool
 
@@ -97,14 +98,21 @@ def accepted(scenes: dict, routes: dict) -> bool:
 
 
 def kept_seed(path: Path, archs: list[str], size: str, ecfg, world_cfg: WorldConfig) -> dict | None:
-    """A kept seed's record, if ``path`` exists; refused (ValueError) when it was made with other settings."""
+    """A kept seed's record, if ``path`` exists; refused (ValueError naming it) when it is corrupt or was made
+    with other settings."""
     if not path.exists():
         return None
-    kept = json.loads(path.read_text())
-    comparison = kept["comparison"]
-    made = {"archs": kept["archs"], "size": kept["size"], "routes": comparison["config"],
-            "abnormal_rate": comparison["abnormal_rate"], "world": comparison["world"]}
-    asked = {"archs": archs, "size": size, "routes": asdict(ecfg), "abnormal_rate": world_cfg.abnormal_rate, "world": world_cfg.world}
+    kept = read_json(path)
+    try:
+        comparison = kept["comparison"]
+        made = {"archs": kept["archs"], "size": kept["size"], "routes": comparison["config"], "abnormal_rate": comparison["abnormal_rate"],
+                "world": comparison["world"], "speed": comparison.get("target_speed_mps", DEFAULT_SPEED_MPS)}
+        if "base_train_s" not in kept or not {"models", "scenarios"} <= comparison.keys():  # what pooling reads
+            raise KeyError("base_train_s, models or scenarios")
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a seed this bench kept (no {exc})") from None
+    asked = {"archs": archs, "size": size, "routes": asdict(ecfg), "abnormal_rate": world_cfg.abnormal_rate, "world": world_cfg.world,
+             "speed": world_cfg.target_speed_mps}
     wrong = [k for k in made if made[k] != asked[k]]
     if wrong:
         raise ValueError(f"{path}: kept by a bench with other {', '.join(wrong)} ({', '.join(f'{made[k]} vs {asked[k]}' for k in wrong)}); "
@@ -121,18 +129,23 @@ def bench_architecture(work: Path, archs: list[str], seeds: list[int], size: str
     work, world_cfg = Path(work), world_cfg or WorldConfig()
     names, parsed = [a.replace(":", "-") for a in archs], [parse_arch(a) for a in archs]  # a typo fails before any work
     onnx_dir = Path(keep or work) / "onnx"
-    per_seed, timings = [], {}
+    plans = []  # every kept seed is read and checked before any work: a wrong one fails now, not hours in
     for seed in seeds:
         cfg = PipelineConfig(seed=seed, size=size)
-        n = cfg.sizes()
         eval_world = replace(world_cfg, abnormal_rate=cfg.eval_abnormal_rate)
-        ecfg = EvalConfig(episodes=episodes, seed=ARCH_ROUTES + seed, workers=2, split="tune", max_time_s=n["max_time_s"])
-        kept = kept_seed(Path(keep) / f"seed-{seed}.json", archs, size, ecfg, eval_world) if keep else None
+        ecfg = EvalConfig(episodes=episodes, seed=ARCH_ROUTES + seed, workers=2, split="tune", max_time_s=cfg.sizes()["max_time_s"])
+        plans.append((seed, cfg, eval_world, ecfg, kept_seed(Path(keep) / f"seed-{seed}.json", archs, size, ecfg, eval_world) if keep else None))
+    missing = [str(onnx_dir / f"{n}.onnx") for n in names if not (onnx_dir / f"{n}.onnx").exists()]
+    if missing and all(kept is not None for *_, kept in plans):
+        raise ValueError(f"every seed is kept but the timed ONNX files are not: {', '.join(missing)}")
+    per_seed, timings = [], {}
+    for seed, cfg, eval_world, ecfg, kept in plans:
         if kept is not None:
             per_seed.append(kept["comparison"])
             for name in names:
                 timings.setdefault(name, []).append(kept["base_train_s"][name])
             continue
+        n = cfg.sizes()
         root = work / f"seed-{seed}"
         data, meta = collect_data(root / "data", world_cfg, cfg, n, progress)
         starts, seed_s = [], {}
@@ -151,7 +164,7 @@ def bench_architecture(work: Path, archs: list[str], seeds: list[int], size: str
             comparison = {k: v for k, v in per_seed[-1].items() if k != "plot"}
             record = {"seed": seed, "archs": archs, "size": size, "git_commit": git_commit(), "base_train_s": seed_s, "comparison": comparison}
             Path(keep).mkdir(parents=True, exist_ok=True)
-            (Path(keep) / f"seed-{seed}.json").write_text(json.dumps(record) + "\n")
+            atomic_write_bytes(Path(keep) / f"seed-{seed}.json", (json.dumps(record) + "\n").encode())
     ms = {name: onnx_ms_per_frame(onnx_dir / f"{name}.onnx") for name in names}
     tables = {name: (_pooled(per_seed, name), _pooled(per_seed, name, "per_scene")) for name in names}
     ref, ref_scenes = tables[names[0]]

@@ -18,9 +18,10 @@ is drawn from ``(seed, k)`` alone, so it is the same whether written in one run 
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
+
+from training import files
 
 FORMAT_NAME = "metasteer-dataset"
 FORMAT_VERSION = 1
@@ -49,9 +50,4 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 
 
 def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: corrupt JSON ({exc})") from None
+    return files.read_json(path, DatasetError)
