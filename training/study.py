@@ -177,8 +177,7 @@ def claim_dirs(out: Path, keep: Path | None, settings: dict) -> None:
     from training.files import claim_request
 
     dirs = [out] + ([keep] if keep else [])
-    if keep and (keep.resolve() == out.resolve() or out.resolve().is_relative_to(keep.resolve())
-                 or keep.resolve().is_relative_to(out.resolve())):
+    if keep and (out.resolve().is_relative_to(keep.resolve()) or keep.resolve().is_relative_to(out.resolve())):  # equal included
         raise ValueError(f"--keep {keep} must lie outside --out {out} (and not hold it): it is what outlives it")
     for d in sorted(dirs, key=lambda d: not (d / "request.json").exists()):  # the ones holding settings first: they only check
         claim_request(d, settings, "study")

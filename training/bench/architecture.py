@@ -132,20 +132,19 @@ def bench_architecture(work: Path, archs: list[str], seeds: list[int], size: str
     plans = []  # every kept seed is read and checked before any work: a wrong one fails now, not hours in
     for seed in seeds:
         cfg = PipelineConfig(seed=seed, size=size)
-        eval_world = replace(world_cfg, abnormal_rate=cfg.eval_abnormal_rate)
-        ecfg = EvalConfig(episodes=episodes, seed=ARCH_ROUTES + seed, workers=2, split="tune", max_time_s=cfg.sizes()["max_time_s"])
-        plans.append((seed, cfg, eval_world, ecfg, kept_seed(Path(keep) / f"seed-{seed}.json", archs, size, ecfg, eval_world) if keep else None))
+        n, eval_world = cfg.sizes(), replace(world_cfg, abnormal_rate=cfg.eval_abnormal_rate)
+        ecfg = EvalConfig(episodes=episodes, seed=ARCH_ROUTES + seed, workers=2, split="tune", max_time_s=n["max_time_s"])
+        plans.append((seed, cfg, n, eval_world, ecfg, kept_seed(Path(keep) / f"seed-{seed}.json", archs, size, ecfg, eval_world) if keep else None))
     missing = [str(onnx_dir / f"{n}.onnx") for n in names if not (onnx_dir / f"{n}.onnx").exists()]
     if missing and all(kept is not None for *_, kept in plans):
         raise ValueError(f"every seed is kept but the timed ONNX files are not: {', '.join(missing)}")
     per_seed, timings = [], {}
-    for seed, cfg, eval_world, ecfg, kept in plans:
+    for seed, cfg, n, eval_world, ecfg, kept in plans:
         if kept is not None:
             per_seed.append(kept["comparison"])
             for name in names:
                 timings.setdefault(name, []).append(kept["base_train_s"][name])
             continue
-        n = cfg.sizes()
         root = work / f"seed-{seed}"
         data, meta = collect_data(root / "data", world_cfg, cfg, n, progress)
         starts, seed_s = [], {}
