@@ -220,7 +220,7 @@ def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: Stud
     levels = {"scenario": pool(tables["scenario"], pairs(names), "scenario"), "route": pool(tables["route"], pairs(names), "route"),
               "clear_route": pool({s["seed"]: s["clear"] for s in per_seed}, pairs(names), "route")}
     targets = study_targets.judge(levels) if study_targets.applies(levels) else None
-    tuning_report = json.loads((tuning / "report.json").read_text())
+    tuning_report = read_json(tuning / "report.json")
     scarce = label_scarce(tuning_report, tables)
     shares = {k: float(configs[k]["train"]["rare_fraction"]) for k in names if k.startswith("oversample")}
     report = {"config": asdict(cfg), "pipeline": asdict(pcfg), "seeds": seeds, "tuning_seed": cfg.tuning_seed,
