@@ -43,6 +43,17 @@ def test_configurations_are_the_tuned_trials_and_oversampling_shares(tmp_path):
     assert ("mse", "mse") not in pairs(list(configs))
 
 
+def test_a_lost_or_corrupt_trial_request_is_named(tmp_path):
+    tuning = _tuning_run(tmp_path / "tuning")
+    learned = tuning / "tune" / "learned" / "bo" / "trials" / "trial-003" / "request.json"
+    learned.write_text('{"loss": ')
+    with pytest.raises(ValueError, match=f"{learned}: corrupt JSON"):
+        configurations(tuning)
+    learned.unlink()
+    with pytest.raises(ValueError, match=f"{learned}: missing"):
+        configurations(tuning)
+
+
 def _stats(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p): (p.stat().st_mtime_ns, p.stat().st_ino) for p in sorted(root.rglob("*")) if p.is_file()}
 

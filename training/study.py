@@ -52,14 +52,15 @@ class StudyConfig:
 def configurations(tuning: Path, shares: tuple[float, ...] = FRONTIER["full"]) -> dict[str, dict]:
     """Name -> the tuning trial's request to train it again (``loss``, ``meta``, ``train``), from the tuning run;
     ``shares``: oversampling's frontier besides its tuned share."""
-    report = json.loads((tuning / "report.json").read_text())
+    report = read_json(tuning / "report.json")
     trials = tuning / "tune"
     learned = report["choice"]["learned_trial"]
 
-    def request(space: str, trial: int) -> dict:
-        return json.loads((trials / space / "bo" / "trials" / f"trial-{trial:03d}" / "request.json").read_text())
+    def request(space: str, trial: int | str) -> dict:
+        name = trial if isinstance(trial, str) else f"trial-{trial:03d}"
+        return read_json(trials / space / "bo" / "trials" / name / "request.json")
 
-    over = json.loads((trials / "oversample" / "bo" / "trials" / Path(report["models"]["oversample"]).name / "request.json").read_text())
+    over = request("oversample", Path(report["models"]["oversample"]).name)
     out = {"mse": request("learned", 0), "oversample": over}
     for share in shares:
         if share != over["train"]["rare_fraction"]:
