@@ -48,8 +48,8 @@ def _train(data, meta, out, labels: str, loss: str, **spec):
 
     meta_cfg = MetaConfig(schedule="online", lookahead="adam", head_only=True, meta_lr=0.05)
     run = Run(out, data, meta, LossSpec(loss=loss, **spec), meta_cfg,
-              TrainConfig(steps=6, batch_size=16, meta_batch_size=8, width_mult=0.25, eval_every=6, warmup_steps=2,
-                          select_best=False, labels=labels, checkpoint_every=6))
+              TrainConfig(steps=6, batch_size=16, meta_batch_size=8, width_mult=0.25, eval_every=1, warmup_steps=2,
+                          labels=labels, checkpoint_every=6))  # a snapshot offered every step: the kept one is chosen
     run.run(progress=False)
     return run, torch.load(out / "model.pt", weights_only=True)["state_dict"]
 
@@ -74,6 +74,8 @@ def test_meta_only_training_is_bit_identical_when_the_training_sets_labels_are_s
     assert a.train.feature_names == b.train.feature_names and "abnormal" not in a.train.feature_names
     assert np.array_equal(a.train.extra, b.train.extra) and np.array_equal(a.train.category, b.train.category)
     assert all(torch.equal(pa_[k], pb[k]) for k in pa_)
+    # the scores that chose the kept snapshot were read off labelled frames only (the meta set)
+    assert (tmp_path / "a" / "log.csv").read_text() == (tmp_path / "b" / "log.csv").read_text()
 
 
 def test_full_labels_training_changes_when_the_training_sets_labels_are_shuffled(small_dataset, tampered, tmp_path):

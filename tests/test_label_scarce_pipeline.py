@@ -35,6 +35,7 @@ def _searches_run(tmp_path, monkeypatch, labels: str) -> tuple[list, list]:
     monkeypatch.setattr(pipeline, "contact_sheet", lambda *a, **k: None)
     monkeypatch.setattr(pipeline, "train_base", lambda out, *a, **k: {"dagger": None, "decision": None, "start": str(out / "runs" / "mse"),
                                                                       "data": [str(out / "train")]})
+    monkeypatch.setattr(pipeline, "claim_start", lambda search, start: None)  # no start model was trained
 
     def tune(out, cfg, objective, **kwargs):
         started.append((Path(out).name, cfg, kwargs["budget"], kwargs["data"], kwargs["meta_data"]))

@@ -23,7 +23,8 @@ REDONE_ON_RESUME = ("export/", "report.")
 def quick_run(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("pipeline") / "run"
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    res = subprocess.run(METASTEER + ["pipeline", "--size", "quick", "--out", str(out), "--json", "--no-progress"], env=env,
+    res = subprocess.run(METASTEER + ["pipeline", "--size", "quick", "--out", str(out), "--keep", str(out.parent / "keep"), "--json",
+                                      "--no-progress"], env=env,
                          capture_output=True, text=True, timeout=1200)
     assert res.returncode == 0, res.stderr[-3000:]
     return out, json.loads(res.stdout.strip().splitlines()[-1])
@@ -135,6 +136,40 @@ def test_a_pipeline_killed_in_the_export_stage_resumes_without_redoing_finished_
     assert any(k.startswith("export/") for k in redone)
     report = json.loads((out / "report.json").read_text())
     assert {k: v for k, v in report.items() if k != "timings_s"} == {k: v for k, v in before.items() if k != "timings_s"}
+
+
+@pytest.mark.slow
+def test_a_pipeline_whose_out_was_lost_resumes_from_its_keep_without_running_a_search_again(quick_run, tmp_path, cli_env):
+    """The machine went during the choice: its --out is gone, its --keep holds the finished searches. A new --out
+    makes the data, MSE and DAgger again and reads the searches (their logs byte-equal: a search run again logs
+    other trial times), and ends where the first run did. A kept search over another start model is refused."""
+    out, _ = quick_run
+    keep = tmp_path / "keep"
+    shutil.copytree(out.parent / "keep", keep)
+    for gone in ("choice", "compare", "export", "report.json", "report.md"):
+        (shutil.rmtree if (keep / gone).is_dir() else Path.unlink)(keep / gone)
+    searches = sorted(p.parent.name for p in keep.glob("tune/*/start.json"))
+    assert searches == sorted(p.name for p in (out / "tune").iterdir())
+    assert not (keep / "tune" / "oversample" / "bo" / "trials" / "trial-000" / "checkpoint.pt").exists()  # small: no checkpoints
+    start = keep / "tune" / "oversample" / "start.json"
+    held = start.read_bytes()
+    start.write_text(json.dumps({"start_sha256": "0" * 64}))
+    fresh = tmp_path / "fresh"
+    cmd = METASTEER + ["pipeline", "--size", "quick", "--out", str(fresh), "--keep", str(keep), "--json", "--no-progress"]
+    res = subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=1200)
+    assert res.returncode != 0 and "fine-tuned another start model" in res.stderr, res.stderr[-3000:]
+    for d in (keep, fresh):
+        (d / "tune" / "oversample" / "start.json").write_bytes(held)
+    res = subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for name in searches:
+        log = Path("tune") / name / "bo" / "trials.jsonl"
+        assert (fresh / log).read_bytes() == (out / log).read_bytes() == (keep / log).read_bytes()
+    first, again = (json.loads((d / "report.json").read_text()) for d in (out, fresh))
+    assert again["tuning"] == first["tuning"] and again["choice"]["rare_pass_rate"] == first["choice"]["rare_pass_rate"]
+    assert {k: m["pass_rate"] for k, m in again["compare"]["rare"]["models"].items()} == \
+        {k: m["pass_rate"] for k, m in first["compare"]["rare"]["models"].items()}
+    assert (keep / "report.json").read_bytes() == (fresh / "report.json").read_bytes()  # kept as it finished
 
 
 @pytest.mark.slow

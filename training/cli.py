@@ -149,7 +149,8 @@ def _cmd_pipeline(args: argparse.Namespace) -> dict:
     from simulator.factory import WorldConfig
     from training.pipeline import PipelineConfig, run_pipeline
 
-    return run_pipeline(Path(args.out), from_args(WorldConfig, args), from_args(PipelineConfig, args), progress=not args.no_progress)
+    return run_pipeline(Path(args.out), from_args(WorldConfig, args), from_args(PipelineConfig, args), progress=not args.no_progress,
+                        keep=Path(args.keep) if args.keep else None)
 
 
 def _cmd_study(args: argparse.Namespace) -> dict:
@@ -394,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(p, WorldConfig)
     add_arguments(p, PipelineConfig)
     p.add_argument("--out", type=out_dir, default="runs/demo", help="run directory")
+    p.add_argument("--keep", type=out_dir, default=None, help="small directory to commit: every finished search, the choice, the "
+                   "comparisons, the exports and the report; a run whose --out was lost resumes from it (data, MSE and DAgger made again)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     from training.study import StudyConfig

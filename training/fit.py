@@ -56,7 +56,8 @@ class TrainConfig:
     min_lr_ratio: float = field(default=0.05, metadata={"range": (0.0, 1.0), "help": "final learning rate as a fraction of --lr (cosine)"})
     grad_clip: float = field(default=1.0, metadata={"range": (0.0, None), "help": "clip the model's gradient norm to this (0: off)"})
     rare_fraction: float = field(default=0.0, metadata={"range": (0.0, 1.0), "help": "share of rare-scene frames in every batch (0: uniform sampling)"})
-    select_best: bool = field(default=True, metadata={"help": "keep the snapshot best on category-balanced validation MAE"})
+    select_best: bool = field(default=True, metadata={"help": "keep the snapshot best on category-balanced validation MAE "
+                                                                 "(with --labels meta-only: on the labelled meta set)"})
     episode_fraction: float = field(default=1.0, metadata={"range": (0.01, 1.0), "help": "train on this share of the data's episodes (nested subsets; a data-budget sweep)"})
     init_from: str = field(default="", metadata={"help": "run directory or model.pt to fine-tune from (default: a fresh model)"})
     checkpoint_every: int = field(default=100, metadata={"range": (1, None), "help": "checkpoint every N steps"})
@@ -170,6 +171,7 @@ class Run:
         self.view = LabelView(cfg.labels)
         self.train, self.val = self.view.training(ArraySet.gather(datasets, splits["train"])), ArraySet.gather(datasets, splits["val"])
         self.meta = ArraySet.load(DrivingDataset(meta_data)) if meta_data else ArraySet.gather(datasets, splits["meta"])
+        self.selected_on, self.select = self.view.selection(self.val, self.meta)
         torch.manual_seed(cfg.seed)  # the learned loss's initial phi
         self.loss = make_loss(spec, self.train.feature_names, self.train.y, self.train.extra,
                               penultimate=penultimate_width(cfg.arch(self.input))).to(self.device)
@@ -304,7 +306,7 @@ class Run:
             row |= {"phase": "fit", "step": state.step, "global_step": offset + state.step, "train_loss": float(loss.detach()),
                     "lr": opt.param_groups[0]["lr"]}
             if state.step % cfg.eval_every == 0 or state.step == cfg.steps:
-                m = offline_metrics(predict(model, self.val, device=self.device), self.val)
+                m = offline_metrics(predict(model, self.select, device=self.device), self.select)
                 row |= {"val_mae": m["overall"]["mae"], "val_mae_normal": m["normal"]["mae"], "val_mae_abnormal": m["abnormal"]["mae"],
                         "val_mae_balanced": balanced_mae(m)}
                 self.best.offer(state.step, row["val_mae_balanced"], model)
@@ -343,7 +345,7 @@ class Run:
         learning_curve(rows, self.out / "learning_curve.png", title)
         learned = learned_loss_plot(self.loss.cpu(), self.train, self.out / "learned_loss.png", title) if self.learned else None
         result = {"run": str(self.out), "loss": self.spec.loss, "seed": self.cfg.seed, "val": metrics, "best_step": best_step,
-                  "val_mae_balanced": balanced_mae(metrics), "device": self.device,
+                  "best_step_chosen_on": self.selected_on, "val_mae_balanced": balanced_mae(metrics), "device": self.device,
                   "plots": [str(self.out / "learning_curve.png")] + ([str(learned)] if learned else [])}
         (self.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
         return result

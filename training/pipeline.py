@@ -115,13 +115,20 @@ def _stage(name: str) -> float:
     return time.perf_counter()
 
 
-def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progress: bool = True) -> dict:
+def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progress: bool = True, keep: Path | None = None) -> dict:
+    """The main job into ``out``; ``keep``: a small directory to commit that receives every finished search (its log,
+    requests and the models the choice reads), the choice's and the comparisons' results, the exports and the report,
+    and restores a fresh ``out`` (``training.keep``): the data, the MSE model and DAgger are made again (same seed,
+    same bytes: checked before a kept search is used), finished searches are not."""
     from training.compare import compare
     from training.evaluate import EvalConfig
+    from training.keep import claim_dirs, keep_files, restore
     from training.tune.tuner import tune
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out, keep = Path(out), Path(keep) if keep else None
+    claim_dirs(out, keep, {"world": asdict(world_cfg), "pipeline": asdict(cfg)}, "pipeline run")
+    if keep:
+        restore(out, keep)
     n = cfg.sizes()
     timings: dict[str, float] = {}
     eval_world = replace(world_cfg, abnormal_rate=cfg.eval_abnormal_rate)
@@ -137,20 +144,24 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
 
     base = train_base(out, data, meta_data, world_cfg, cfg, n, timings, progress)
     dag, decision, mse_run, train_data = base["dagger"], base["decision"], Path(base["start"]), [Path(d) for d in base["data"]]
-    dcfg = dagger_config(cfg, n)
+    keep_files(out, keep, ("dagger/check/compare.json",))
 
     tuned = {}
     for k, (name, search) in enumerate(searches.items()):
         t = _stage(f"{5 + k}/{stages} tune {search.space} (closed loop, rare-scene pass rate on tuning routes, warm start from "
                    f"{mse_run.relative_to(out)})")
+        claim_start(out / "tune" / name, mse_run)
         tuned[name] = tune(out / "tune" / name, tune_config(cfg, n), "closed-loop", baseline=False, progress=progress, data=train_data,
                            meta_data=meta_data, budget=trial_budget(search, cfg, n, mse_run), world_cfg=world_cfg)
+        if keep:
+            keep_files(out, keep, search_files(name, tuned[name], n["finalists"]))
         timings[f"tune_{name}_s"] = time.perf_counter() - t
 
     t = _stage(f"{stages - 2}/{stages} choose: the best {n['finalists']} trials of each search and MSE, re-driven on "
                f"{n['choice_episodes']} fresh tuning routes")
     runs, chosen = choose(out, tuned, eval_world, EvalConfig(episodes=n["choice_episodes"], seed=cfg.seed + 1, workers=2, split="tune",
                                                              max_time_s=n["max_time_s"]), n["finalists"], progress, searches)
+    keep_files(out, keep, ("choice/compare.json",))
     timings["choice_s"] = time.perf_counter() - t
 
     t = _stage(f"{stages - 1}/{stages} export to ONNX")
@@ -164,6 +175,7 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
                    reuse=True, scenarios=True, videos=VIDEOS)
     clear = compare(models, replace(world_cfg, abnormal_rate=0.0), replace(ecfg, episodes=n["clear_episodes"]),
                     out / "compare" / "clear", names=list(models_named), progress=progress, against=PAIRED, reuse=True)
+    keep_files(out, keep, ("compare/*/compare.json",))
     timings["compare_s"] = time.perf_counter() - t
 
     report = {
@@ -182,6 +194,7 @@ def run_pipeline(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, progres
     (out / "report.md").write_text(_markdown(report, sheet))
     for name in models_named:
         (out / "export" / f"{name}.md").write_text(model_card(name, report))
+    keep_files(out, keep, ("export/*", "report.md", "report.json"))  # the report last: it marks the run finished
     return {"run": str(out), "report": str(out / "report.md"), "targets": report["targets"],
             "compare": {name: {"rare_pass_rate": rare["models"][name]["pass_rate"]["rare"]["rate"],
                                "clear_route_completion": clear["models"][name]["route_completion"]["mean"]} for name in models_named},
@@ -196,6 +209,36 @@ def collect_data(out: Path, world_cfg: WorldConfig, cfg: PipelineConfig, n: dict
     collect(meta_data, replace(world_cfg, abnormal_rate=0.3), CollectConfig(frames=n["meta_frames"], seed=cfg.seed + 1, record_every=RECORD_EVERY),
             progress=progress)
     return data, meta_data
+
+
+def claim_start(search: Path, start: Path) -> None:
+    """A search's trials all fine-tune one start model: ``search/start.json`` names its bytes (``source_sha256``),
+    and a search resumed or restored from ``--keep`` over another start model is refused, not mixed."""
+    from training.compare import source_sha256
+    from training.files import read_json, write_json_if_changed
+
+    search.mkdir(parents=True, exist_ok=True)
+    held, ours = search / "start.json", {"start_sha256": source_sha256(start)}
+    if held.exists() and read_json(held) != ours:
+        raise ValueError(f"{search}: its trials fine-tuned another start model than {start} ({held}); the data, MSE model or DAgger "
+                         "came out differently: move the search away to run it again")
+    write_json_if_changed(held, ours)
+
+
+def best_trials(name: str, log: str, k: int) -> list[int]:
+    """The ``k`` best trials of search ``name`` by tuning score; the learned search's trial 0 is MSE, chosen apart."""
+    ranked = sorted(_trials(log), key=lambda x: -x["y"])
+    return [x["trial"] for x in ranked if not (name == "learned" and x["trial"] == 0)][:k]
+
+
+def search_files(name: str, tuned: dict, k: int) -> tuple[str, ...]:
+    """What a finished search keeps (relative to the run): the models the choice reads (its finalists and, in the
+    learned search, MSE), every trial's request and results, then its log and summary (the markers) last."""
+    trials = f"tune/{name}/bo/trials"
+    models = best_trials(name, tuned["bo"]["log"], k) + ([0] if name == "learned" else [])
+    return (tuple(f"{trials}/trial-{t:03d}/{f}" for t in models for f in ("model.pt", "loss.pt"))
+            + tuple(f"{trials}/*/{f}" for f in ("request.json", "trial.json", "result.json"))
+            + (f"tune/{name}/start.json", f"tune/{name}/*.png", f"tune/{name}/bo/trials.jsonl", f"tune/{name}/tune.json"))
 
 
 def export_once(run: Path, onnx: Path) -> dict:
@@ -248,7 +291,7 @@ def train_base(out: Path, data: Path, meta_data: Path, world_cfg: WorldConfig, c
     from training.meta import MetaConfig
 
     train_cfg = TrainConfig(steps=n["steps"], seed=cfg.seed, eval_every=max(1, n["steps"] // 10), warmup_steps=min(100, n["steps"] // 10),
-                            width_mult=cfg.width_mult, activation=cfg.activation, precision=cfg.precision)
+                            width_mult=cfg.width_mult, activation=cfg.activation, precision=cfg.precision, labels=cfg.labels)
     stages = stage_count(cfg.labels)
     t = _stage(f"2/{stages} MSE base model")
     train_once(out / "runs" / "mse", data, meta_data, LossSpec(loss="mse"), MetaConfig(), train_cfg, progress=progress)
@@ -291,9 +334,7 @@ def choose(out: Path, tuned: dict, world: WorldConfig, cfg: EvalConfig, finalist
     mse = trials["learned"] / "trial-000"
     runs = {"mse": mse}
     for name in tuned:
-        ranked = sorted(_trials(tuned[name]["bo"]["log"]), key=lambda x: -x["y"])
-        picks = [x["trial"] for x in ranked if not (name == "learned" and x["trial"] == 0)][:finalists]
-        runs |= {f"{name}-{k}": trials[name] / f"trial-{k:03d}" for k in picks}
+        runs |= {f"{name}-{k}": trials[name] / f"trial-{k:03d}" for k in best_trials(name, tuned[name]["bo"]["log"], finalists)}
     judged = compare(list(runs.values()), world, cfg, out / "choice", names=list(runs), progress=progress, reuse=True)
 
     trial = {name: json.loads((run / "trial.json").read_text()) for name, run in runs.items()}

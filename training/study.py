@@ -21,8 +21,8 @@ scenario and the route level. The tuning seed is
 reported apart and is never pooled: its routes chose the hyperparameters. Held-out routes choose nothing.
 Every stage resumes: a re-run skips finished seeds, runs and comparisons without touching their files.
 ``keep`` (a small directory to commit) receives what the pooled claims need, as each part finishes: the tuning
-run's report, its trials' requests and its exports, and every finished seed's ``seed.json``; a study whose
-``OUT`` was lost resumes from it (a full-size study takes longer than one machine lives). ``OUT`` and ``keep``
+run's (``keep/tuning``: ``run_pipeline``'s keep, every finished search on its own) and every finished seed's
+``seed.json``; a study whose ``OUT`` was lost resumes from it (a full-size study takes longer than one machine lives). ``OUT`` and ``keep``
 each hold the study's settings (``request.json``) and refuse another study's; seeds may be added.
 """
 
@@ -36,7 +36,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from simulator.factory import WorldConfig
-from training.files import atomic_copy, atomic_write_bytes, read_json
+from training.files import atomic_write_bytes, read_json
+from training.keep import claim_dirs, keep_files
+from training.keep import restore as keep_restore
 from training.label_modes import BASELINES, FRONTIER, baselines, best_baseline, tuning_scores
 from training.pipeline import PipelineConfig
 
@@ -152,36 +154,13 @@ def label_scarce_markdown(scarce: dict, levels: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-KEPT = ("tuning/tune/*/bo/trials/*/request.json", "tuning/export/*", "tuning/report.json")  # the report last: it marks tuning done
-
-
 def restore(out: Path, keep: Path) -> None:
-    """Copy into ``out`` every kept file it lacks; refused when both hold a tuning run and they differ (seeds of
-    one tuning run are never pooled with another's)."""
+    """``training.keep.restore``, refused when both hold a tuning run and they differ (seeds of one tuning run
+    are never pooled with another's)."""
     ours, kept = out / "tuning" / "report.json", keep / "tuning" / "report.json"
     if ours.exists() and kept.exists() and ours.read_bytes() != kept.read_bytes():
         raise ValueError(f"{ours} and {kept} are two different tuning runs; resume with the --out or the --keep that made it")
-    for src in sorted((p for p in keep.rglob("*") if p.is_file()), key=lambda p: p.name == "report.json"):
-        if not (out / src.relative_to(keep)).exists():
-            atomic_copy(src, out / src.relative_to(keep))
-
-
-def keep_files(out: Path, keep: Path | None, patterns: tuple[str, ...]) -> None:
-    """Copy ``out``'s files matching ``patterns`` (relative globs, in order) into ``keep``."""
-    for src in (p for pattern in patterns for p in sorted(out.glob(pattern)) if p.is_file()) if keep else ():
-        atomic_copy(src, keep / src.relative_to(out))
-
-
-def claim_dirs(out: Path, keep: Path | None, settings: dict) -> None:
-    """``out`` and ``keep`` hold the study's settings: both are checked before either is written, so a refusal
-    leaves a fresh directory free for the corrected command; ``keep`` must lie apart from ``out``."""
-    from training.files import claim_request
-
-    dirs = [out] + ([keep] if keep else [])
-    if keep and (out.resolve().is_relative_to(keep.resolve()) or keep.resolve().is_relative_to(out.resolve())):  # equal included
-        raise ValueError(f"--keep {keep} must lie outside --out {out} (and not hold it): it is what outlives it")
-    for d in sorted(dirs, key=lambda d: not (d / "request.json").exists()):  # the ones holding settings first: they only check
-        claim_request(d, settings, "study")
+    keep_restore(out, keep)
 
 
 def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: StudyConfig, progress: bool = True,
@@ -194,15 +173,14 @@ def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: Stud
     out, keep = Path(out), Path(keep) if keep else None
     settings = {"world": asdict(world_cfg), "pipeline": {k: v for k, v in asdict(pcfg).items() if k != "seed"},
                 "study": {k: v for k, v in asdict(cfg).items() if k != "seeds"}}  # more seeds extend a study; anything else is another
-    claim_dirs(out, keep, settings)
+    claim_dirs(out, keep, settings, "study")
     if keep:
         restore(out, keep)
     start = time.perf_counter()
     tuning = out / "tuning"
     if not (tuning / "report.json").exists():
         print(f"\n== study: tuning seed {cfg.tuning_seed} (the whole pipeline)", file=sys.stderr, flush=True)
-        run_pipeline(tuning, world_cfg, replace(pcfg, seed=cfg.tuning_seed), progress=progress)
-    keep_files(out, keep, KEPT)
+        run_pipeline(tuning, world_cfg, replace(pcfg, seed=cfg.tuning_seed), progress=progress, keep=keep / "tuning" if keep else None)
     configs = configurations(tuning, FRONTIER[pcfg.labels])
     made_by = hashlib.sha256(json.dumps(configs, sort_keys=True).encode()).hexdigest()  # the configurations every seed retrains
     seeds = [cfg.tuning_seed + k for k in range(1, cfg.seeds)]

@@ -4,8 +4,8 @@ A car's log (what ``ingest`` reads) holds the image, the steering label, the spe
 its episode; a DAgger round also knows when the policy failed. It holds no rare-scene category and no scene
 description. ``meta-only`` trains on exactly that: the training frames' ``extra`` holds only ``LOG_COLUMNS``,
 their category reads ``"unlabelled"`` and the sampler cannot oversample by it. Categories and scene features
-stay on the meta set (the small curated set a learned loss is meta-trained on) and on the validation set
-(judging). ``full`` keeps today's columns and appends ``LOG_COLUMNS``, so every loss runs in either mode and
+stay on the meta set (the small curated set a learned loss is meta-trained on, which in this mode also picks
+the kept snapshot) and on the validation set (judging only). ``full`` keeps today's columns and appends ``LOG_COLUMNS``, so every loss runs in either mode and
 full-label numbers are unchanged (the appended columns sit after every column a full-label loss reads).
 
 ``LOG_COLUMNS``: ``speed_mps``; ``time_s`` in the episode; ``time_to_infraction_s`` (to the episode's next
@@ -71,6 +71,11 @@ class LabelView:
             return replace(frames, extra=np.concatenate([frames.extra, logged], axis=1),
                            feature_names=frames.feature_names + list(LOG_COLUMNS))
         return replace(frames, extra=logged, feature_names=list(LOG_COLUMNS), category=np.full(len(frames), UNLABELLED))
+
+    def selection(self, val: ArraySet, meta: ArraySet) -> tuple[str, ArraySet]:
+        """The frames whose category-balanced MAE picks the kept snapshot (a training decision, not judging): the
+        validation split of the training logs (full), or the labelled meta set (meta-only: the logs have no categories)."""
+        return ("val", val) if self.labels == "full" else ("meta", meta)
 
     def sampler(self, train: ArraySet, batch_size: int, seed: int, rare_fraction: float) -> Sampler:
         """Uniform batches, or (full labels only) batches with ``rare_fraction`` rare-scene frames."""
