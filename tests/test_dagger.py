@@ -15,6 +15,7 @@ from simulator.factory import WorldConfig, make_world
 from tests.conftest import METASTEER, file_stamps
 from tests.onnx_models import constant_steer_model
 from training.dagger import DaggerConfig, record_round
+from training.data.collect import next_onset_s
 from training.data.dataset import DrivingDataset
 from training.data.format import shard_paths
 
@@ -32,16 +33,20 @@ def test_states_the_policy_visits_are_labelled_with_the_expert_steering(tmp_path
     seed = int(data.columns["episode_seed"][0])
     frames = data.columns["episode_seed"] == seed
     world_cfg = replace(WorldConfig(), abnormal_rate=cfg.dagger_abnormal_rate)
-    speed, expert = SpeedController(world_cfg.target_speed_mps, dt_s=FIXED_DELTA_S), []
+    speed, expert, times, onsets = SpeedController(world_cfg.target_speed_mps, dt_s=FIXED_DELTA_S), [], [], []
     with make_world(world_cfg) as world:
         obs = world.reset(seed)
         while not obs.done:
             expert.append(obs.expert_control.steer)
+            times.append(obs.time_s)
             throttle, brake = speed.run_step(obs.speed_mps)
             obs = world.step(VehicleControl(throttle, 0.3, brake), render=False)
+            onsets += [obs.time_s] if any(e.counts_as_infraction for e in obs.events) else []
     assert len(expert) == frames.sum()
     assert np.allclose(data.steer[frames], expert, atol=1e-6)
     assert np.allclose(data.columns["steer_noise"][frames], 0.3 - np.asarray(expert), atol=1e-6)
+    # the round records when the policy failed: each frame's next infraction onset (the last one ends the route)
+    assert onsets and np.array_equal(data.columns["next_infraction_s"][frames], next_onset_s(times, onsets), equal_nan=True)
 
 
 def test_a_finished_round_is_not_recorded_again(tmp_path):

@@ -114,23 +114,28 @@ class StepTimer:
 
 def drive_episode(policy: OnnxPolicy | None, world_cfg: WorldConfig, seed: int, max_time_s: float, trace: bool = True,
                   actuation_delay_ticks: int = 0, on_step: Callable | None = None, handover_step: int = 0,
-                  driver: Driver | None = None, timer: StepTimer | None = None) -> dict:
-    """One closed-loop episode; returns the metrics summary, the per-step record ``steps`` (category,
-    counted infraction onset, policy, applied and expert steering, distance) and, if ``trace``, the trajectory.
+                  driver: Driver | None = None, timer: StepTimer | None = None, render_every: int = 0,
+                  until: Callable[[], bool] | None = None) -> dict:
+    """One closed-loop episode, the driving loop of every command (evaluate, compare, tuning trials, scenarios,
+    videos, and through ``collect.record_episodes`` collection and DAgger); returns the metrics summary, the
+    per-step record ``steps`` (category, counted infraction onset and its time, policy, applied and expert
+    steering, distance) and, if ``trace``, the trajectory.
 
     ``truncated``: the episode hit ``max_time_s`` before the world ended it. ``on_step(world, obs, control)``
-    sees each step before the world moves (the encounter videos replay an episode with it).
+    sees each step before the world moves (the encounter videos replay an episode with it; a recorder records with it).
     ``handover_step``: the world's expert drives that many steps first (a scenario's common state, not
     recorded), then the policy. ``driver``: drives instead of the policy (``training.data.collect.Driver``);
-    the camera is rendered only for a driver that sees it. ``timer``: accumulates the process time of the
-    world (reset and every step after the handover, camera included) and of the driver's commands.
+    the camera is rendered only for a driver that sees it, and every ``render_every`` steps (a recorder's
+    frames). ``until``: the episode stops before a step once it returns True (a recorder's frame budget).
+    ``timer``: accumulates the process time of the world (reset and every step after the handover, camera
+    included) and of the driver's commands.
     """
     driver = driver or PolicyDriver(policy, world_cfg.target_speed_mps)
     driver.start(seed)
     command = driver.control if timer is None else timer.timed(driver.control, "policy_s")
     delay = ActuationDelay(actuation_delay_ticks)
     xs, ys, marks = [], [], []
-    steps: dict[str, list] = {"category": [], "infraction": [], "steer": [], "applied_steer": [], "expert_steer": [],
+    steps: dict[str, list] = {"category": [], "infraction": [], "time_s": [], "steer": [], "applied_steer": [], "expert_steer": [],
                               "distance_m": []}
     with make_world(world_cfg) as world:
         reset, step = world.reset, world.step
@@ -141,7 +146,7 @@ def drive_episode(policy: OnnxPolicy | None, world_cfg: WorldConfig, seed: int, 
             if obs.done:
                 raise ValueError(f"route {seed}: the expert's episode ended before handover step {handover_step}")
             obs = world.step(obs.expert_control, render=driver.sees_camera and k == handover_step - 1)
-        while not obs.done and obs.time_s < max_time_s:
+        while not obs.done and obs.time_s < max_time_s and not (until is not None and until()):
             control, _ = command(obs)
             if on_step is not None:
                 on_step(world, obs, control)
@@ -150,8 +155,9 @@ def drive_episode(policy: OnnxPolicy | None, world_cfg: WorldConfig, seed: int, 
             steps["expert_steer"].append(obs.expert_control.steer)
             applied = delay(control)
             steps["applied_steer"].append(applied.steer)
-            obs = step(applied, render=driver.sees_camera)
+            obs = step(applied, render=driver.sees_camera or (render_every > 0 and len(steps["steer"]) % render_every == 0))
             steps["infraction"].append(any(e.counts_as_infraction for e in obs.events))
+            steps["time_s"].append(obs.time_s)
             steps["distance_m"].append(obs.speed_mps * FIXED_DELTA_S)
             if trace and hasattr(world, "ego"):
                 xs.append(world.ego.x)

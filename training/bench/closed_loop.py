@@ -6,7 +6,7 @@ controller), one world step with its camera, and the step's share of judging the
 car follows the expert's command while the network's runs every step, so both networks see the same
 frames and the same routes, and only the network's cost differs (a trained network would end its routes
 at different times). Every route runs through ``drive_episode``, the driving loop of evaluate, compare, tuning
-trials, DAgger and scenarios, which a ``StepTimer`` times (``timed_route``): the bench has no loop of its own.
+trials, scenarios, collection and DAgger, which a ``StepTimer`` times (``timed_route``): the bench has no loop of its own.
 
 Per core: CPU seconds of one process (``time.process_time``), one onnxruntime and OpenCV thread, best of
 ``repeats``, split into world + camera, policy and judging. Per machine: route steps per wall second of

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from simulator.base import FIXED_DELTA_S, Observation, SceneFeatures, VehicleControl, pilotnet_camera
-from simulator.factory import WorldConfig, make_world
+from simulator.factory import WorldConfig
 from training.data.format import DatasetError, shard_paths
 from training.data.writer import finish_manifest, write_shard
 from training.files import claim_request
@@ -105,41 +105,58 @@ def next_onset_s(times_s: list[float], onsets_s: list[float]) -> np.ndarray:
     return np.where(at < len(onsets), onsets[np.minimum(at, len(onsets) - 1)] if len(onsets) else np.nan, np.nan)
 
 
+class _Offsets:
+    """``driver``, remembering its last command's steering offset from the expert (the ``steer_noise`` recorded)."""
+
+    def __init__(self, driver: Driver) -> None:
+        self.driver, self.sees_camera, self.offset = driver, driver.sees_camera, 0.0
+
+    def start(self, ep_seed: int) -> None:
+        self.driver.start(ep_seed)
+
+    def control(self, obs: Observation) -> tuple[VehicleControl, float]:
+        control, self.offset = self.driver.control(obs)
+        return control, self.offset
+
+
 def record_episodes(world_cfg: WorldConfig, driver: Driver, seeds: Iterable[int], record_every: int,
                     n_frames: int | None = None) -> tuple[np.ndarray, pa.Table]:
-    """Drive one episode per seed (stopping once ``n_frames`` frames are kept, if given); one frame
-    every ``record_every`` steps, labelled with the expert's command for that state, with the time of the
-    episode's next infraction onset (``next_infraction_s``, NaN where none follows)."""
+    """Drive one episode per seed through ``evaluate.drive_episode`` (stopping once ``n_frames`` frames are kept,
+    if given); one frame every ``record_every`` steps, labelled with the expert's command for that state, with
+    the time of the episode's next infraction onset (``next_infraction_s``, NaN where none follows)."""
+    from training.evaluate import drive_episode  # evaluate reads this module's Driver
+
     images: list[np.ndarray] = []
     rows: dict[str, list] = {k: [] for k in ("episode_seed", "step", "time_s", "steer", "steer_executed",
                                                "throttle", "brake", "route_completion", "category")}
     for name in SceneFeatures.names():
         rows[name] = []
     rows["next_infraction_s"] = []
-    with make_world(world_cfg) as world:
-        for ep_seed in seeds:
-            if n_frames is not None and len(images) >= n_frames:
-                break
-            driver.start(ep_seed)
-            obs = world.reset(ep_seed)
-            step, first, onsets_s = 0, len(images), []
-            while not obs.done and (n_frames is None or len(images) < n_frames):
-                expert = obs.expert_control
-                executed, offset = driver.control(obs)
-                if step % record_every == 0:
-                    obs.features.steer_noise = offset
-                    images.append(obs.image[:, :, :3])
-                    for k, v in (("episode_seed", ep_seed), ("step", step), ("time_s", obs.time_s), ("steer", expert.steer),
-                                 ("steer_executed", executed.steer), ("throttle", expert.throttle), ("brake", expert.brake),
-                                 ("route_completion", obs.route_completion), ("category", obs.category)):
-                        rows[k].append(v)
-                    for name, v in asdict(obs.features).items():
-                        rows[name].append(v)
-                step += 1
-                obs = world.step(executed, render=driver.sees_camera or step % record_every == 0)
-                if any(e.counts_as_infraction for e in obs.events):  # every step's, not only recorded ones
-                    onsets_s.append(obs.time_s)
-            rows["next_infraction_s"] += next_onset_s(rows["time_s"][first:], onsets_s).tolist()
+    step = 0
+
+    def record(world, obs: Observation, executed: VehicleControl) -> None:
+        nonlocal step
+        if step % record_every == 0:
+            expert, obs.features.steer_noise = obs.expert_control, driving.offset
+            images.append(obs.image[:, :, :3])
+            for k, v in (("episode_seed", ep_seed), ("step", step), ("time_s", obs.time_s), ("steer", expert.steer),
+                         ("steer_executed", executed.steer), ("throttle", expert.throttle), ("brake", expert.brake),
+                         ("route_completion", obs.route_completion), ("category", obs.category)):
+                rows[k].append(v)
+            for name, v in asdict(obs.features).items():
+                rows[name].append(v)
+        step += 1
+
+    driving = _Offsets(driver)
+    full = (lambda: len(images) >= n_frames) if n_frames is not None else None
+    for ep_seed in seeds:
+        if full is not None and full():
+            break
+        step, first = 0, len(images)
+        steps = drive_episode(None, world_cfg, ep_seed, math.inf, trace=False, on_step=record, driver=driving,
+                              render_every=record_every, until=full)["steps"]
+        onsets_s = [t for t, hit in zip(steps["time_s"], steps["infraction"]) if hit]  # every step's, not only recorded ones
+        rows["next_infraction_s"] += next_onset_s(rows["time_s"][first:], onsets_s).tolist()
     if not images:
         raise DatasetError("no frame recorded: every episode ended before its first step")
     table = pa.table({k: pa.array(v, type=pa.string() if k == "category" else None) for k, v in rows.items()})
