@@ -143,6 +143,14 @@ MUTATIONS = (
              ("tests/test_train.py::test_a_file_that_is_no_checkpoint_is_named_as_such",)),
     Mutation("a manifest's totals not checked against its shards", "training/data/dataset.py",
              "if key in manifest and manifest[key] != total:", "if False:", ("tests/test_dataset.py::test_a_manifest_of_the_wrong_shape_is_named",)),
+    Mutation("meta-only picks the kept snapshot on the training logs' categories", "training/data/label_view.py",
+             'return ("val", val) if self.labels == "full" else ("meta", meta)', 'return ("val", val)',
+             ("tests/test_label_scarce.py::test_meta_only_training_is_bit_identical_when_the_training_sets_labels_are_shuffled",)),
+    Mutation("a DAgger round records no infraction onsets", "training/data/collect.py",
+             'onsets_s = [t for t, hit in zip(steps["time_s"], steps["infraction"]) if hit]', "onsets_s = []",
+             ("tests/test_dagger.py::test_states_the_policy_visits_are_labelled_with_the_expert_steering",)),
+    Mutation("a pipeline's --keep is not restored", "training/pipeline.py", "    if keep:\n        restore(out, keep)\n", "",
+             ("tests/test_pipeline.py::test_a_pipeline_whose_out_was_lost_resumes_from_its_keep_without_running_a_search_again",), slow=True),
 )
 
 
@@ -190,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", default=None, help="mutation names (substrings) to run")
     parser.add_argument("--skip-slow", action="store_true", help="leave out the slow mutations (the quick pipeline, a study)")
-    parser.add_argument("--json", action="store_true", help="print the table as one JSON object (last line)")
+    parser.add_argument("--json", action="store_true", help="print the results as one JSON object instead of the table")
     args = parser.parse_args(argv)
     chosen = [m for m in MUTATIONS if (args.only is None or any(o in m.name for o in args.only)) and not (args.skip_slow and m.slow)]
     rows = []
@@ -198,13 +206,14 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(run(m))
         r = rows[-1]
         print(f"{'KILLED' if r['killed'] else 'SURVIVED' if r['applied'] else 'NOT APPLIED'}: {m.name} ({r['seconds']} s)", file=sys.stderr, flush=True)
-    print("| feature removed | file | test(s) | result |\n|---|---|---|---|")
-    for r in rows:
-        tests = "<br>".join(f"`{t.split('::')[-1]}`: {v}" for t, v in r["tests"].items()) or "-"
-        verdict = "fails (caught)" if r["killed"] else "patch did not apply" if not r["applied"] else "**passes (not caught)**"
-        print(f"| {r['mutation']} | `{r['file']}` | {tests} | {verdict} |")
-    if args.json:
+    if args.json:  # the JSON alone: a file it is redirected to parses
         print(json.dumps({"mutations": rows}, sort_keys=True))
+    else:
+        print("| feature removed | file | test(s) | result |\n|---|---|---|---|")
+        for r in rows:
+            tests = "<br>".join(f"`{t.split('::')[-1]}`: {v}" for t, v in r["tests"].items()) or "-"
+            verdict = "fails (caught)" if r["killed"] else "patch did not apply" if not r["applied"] else "**passes (not caught)**"
+            print(f"| {r['mutation']} | `{r['file']}` | {tests} | {verdict} |")
     return 0 if all(r["killed"] for r in rows) else 1
 
 
