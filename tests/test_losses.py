@@ -201,3 +201,26 @@ def test_the_weighting_that_reads_the_loss_is_mse_at_tau_zero_and_reacts_to_the_
     loss(y_var, y, extra).backward()
     w = loss.weights(extra, sq)
     assert torch.allclose(y_var.grad, 2 * w * (y_hat - y) / batch, atol=1e-7)  # no gradient through the weight
+
+
+@pytest.mark.parametrize("batch", [16, 7])
+def test_the_label_free_weighting_with_tau_zero_is_exactly_mse_in_value_and_gradient(batch):
+    from training.data.label_view import LOG_COLUMNS
+    from training.losses.label_free_weighted import LabelFreeWeightedMSE
+
+    g = np.random.default_rng(1)
+    extra_train = g.normal(size=(64, len(LOG_COLUMNS))).astype(np.float32)
+    y_train = (0.2 * g.normal(size=64)).astype(np.float32)
+    torch.manual_seed(0)
+    model = PilotNet(PilotNetConfig(width_mult=0.25))
+    width = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1].in_features
+    weighted = LabelFreeWeightedMSE(list(LOG_COLUMNS), y_train, extra_train, penultimate=width, tau=0.0)
+    weighted.watch(model)
+    for p in weighted.parameters():  # a non-trivial scorer reading the penultimate features: only tau = 0 makes it MSE
+        torch.nn.init.normal_(p, std=1.0)
+    x, y, extra = torch.randn(batch, 3, 66, 200), torch.from_numpy(y_train[:batch]), torch.from_numpy(extra_train[:batch])
+    l_w, g_w = _grads(weighted, model, x, y, extra)
+    l_m, g_m = _grads(MSELoss(), model, x, y, extra)
+    assert torch.equal(l_w, l_m) and all(torch.equal(a, b) for a, b in zip(g_w, g_m))
+    weighted.tau = 1.0
+    assert not torch.equal(_grads(weighted, model, x, y, extra)[0], l_m)
