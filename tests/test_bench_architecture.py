@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from training.bench.architecture import ARCH_ROUTES, MARGIN, _pooled, accepted, bench_architecture, parse_arch, scene_diffs
-from training.compare import _route_table
+from training.bench.architecture import (ARCH_ROUTES, MARGIN, _pooled, accepted, accepted_seed_aware, bench_architecture, parse_arch,
+                                         scene_diffs, seed_aware)
+from training.compare import GROUPS, _route_table
 from training.evaluate import EvalConfig
 from training.pipeline import PipelineConfig
 from training.study_stats import scenario_table
@@ -45,6 +46,31 @@ def test_an_equal_candidate_is_accepted_and_one_that_fails_pedestrians_is_not():
     diffs = scene_diffs(ref, _pooled([_block({"c": worse})], "c", "per_scene"))
     assert abs(diffs["pass_rate_pedestrian"]["diff"] + 0.2) < 1e-12 and diffs["pass_rate_pedestrian"]["ci95"][0] < -MARGIN
     assert not accepted(diffs, SAFE_ROUTES)
+
+
+def _route_block(infractions: list[int]) -> dict:
+    km = [1.0] * len(infractions)
+    return {"normal_infractions": infractions, "normal_km": km, **{f"{g}_{k}": [0.0] * len(km) for g in GROUPS for k in ("passed", "n")}}
+
+
+def test_two_seeds_that_disagree_are_not_accepted_though_their_pooled_scenes_are():
+    """Seed 1: the candidate passes 8 more of 200 scenes; seed 2: 8 fewer. Pooled as one sample the difference is 0
+    with a narrow interval (the pre-registered rule accepts); with the seed spread counted the t-interval over two
+    seeds is wide and the candidate is refused."""
+    base = [("pedestrian", True)] * 100 + [("obstacle", True)] * 100
+    lower = [("pedestrian", k >= 8) for k in range(100)] + base[100:]
+    blocks = []
+    for ref, cand in ((lower, base), (base, lower)):
+        block = _block({"ref": ref, "c": cand})
+        block["models"] = {name: {"per_route": _route_block([0] * 10)} for name in ("ref", "c")}
+        blocks.append(block)
+    pooled = scene_diffs(_pooled(blocks, "ref", "per_scene"), _pooled(blocks, "c", "per_scene"))
+    assert accepted(pooled, SAFE_ROUTES)
+    diffs = seed_aware(blocks, [1, 2], "ref", "c")
+    assert diffs["pass_rate_rare"]["diff"] == 0.0 and diffs["pass_rate_rare"]["t_ci95"][0] < -MARGIN
+    assert not accepted_seed_aware(diffs)
+    same = seed_aware([blocks[0], blocks[0]], [1, 2], "ref", "ref")
+    assert accepted_seed_aware(same) and not accepted_seed_aware(seed_aware(blocks[:1], [1], "ref", "ref"))  # one seed: no t
 
 
 def test_normal_road_infractions_and_missing_intervals_refuse():

@@ -11,8 +11,10 @@ Every rare scene of those routes is also replayed by every architecture from the
 early meets fewer scenes. Acceptance, per candidate against the reference (the first architecture), over
 every seed's scenes and routes pooled: the 95 % lower bound of the scenario-level pass-rate difference >=
 -``MARGIN`` over all rare scenes and over pedestrians (paired bootstrap over scenes), and the upper bound of
-the route-level normal-road infractions/km difference <= +``MARGIN`` (paired bootstrap over routes). The
-cheapest accepted architecture (onnxruntime ms per frame, one thread) is the one to ship. An architecture may
+the route-level normal-road infractions/km difference <= +``MARGIN`` (paired bootstrap over routes); and since
+2026-12-02 the same bounds with the seed-to-seed spread counted (``seed_aware``: the study's two-level bootstrap
+and t-interval over seeds, both; so at least two seeds). The cheapest accepted architecture (onnxruntime ms
+per frame, one thread) is the one to ship. An architecture may
 name a training precision (``1.0:elu:bf16``): the same graph as its fp32 twin, so the acceptance is what counts
 there; its gain is training time (``bench train-step``; ``base_train_s_per_seed`` is ~0 for runs reused from ``--work``).
 
@@ -95,6 +97,30 @@ def accepted(scenes: dict, routes: dict) -> bool:
     highs = [routes[k]["ci95"] for k in ROUTE_CHECKED]
     return (all(ci is not None and ci[0] >= -MARGIN for ci in lows)
             and all(ci is not None and ci[1] <= MARGIN for ci in highs))
+
+
+def seed_aware(per_seed: list[dict], seeds: list[int], reference: str, candidate: str) -> dict:
+    """``candidate - reference`` on the rule's statistics with the study's estimator (``study_stats.pool``: a
+    two-level bootstrap, seeds then scenes or routes within a seed, and a t-interval over the per-seed
+    differences), so that the seed-to-seed spread counts, which pooling every seed's scenes as one sample hides."""
+    def level(key: str, units: str):
+        blocks = [b["scenarios"] if key == "scenario" else b for b in per_seed]
+        return pool({s: {"reference": b["models"][reference][units], "candidate": b["models"][candidate][units]}
+                     for s, b in zip(seeds, blocks)}, [("candidate", "reference")], key)
+
+    out = {}
+    for lv, stats in ((level("scenario", "per_scene"), SCENE_CHECKED), (level("route", "per_route"), ROUTE_CHECKED)):
+        for k in stats:
+            e = lv.difference("candidate", "reference", k).estimate
+            out[k] = {"diff": e.value, "bootstrap_ci95": e.bootstrap_ci95, "t_ci95": e.t_ci95}
+    return out
+
+
+def accepted_seed_aware(diffs: dict) -> bool:
+    """The rule's bounds held by both of ``seed_aware``'s intervals (one seed forms no t-interval: nothing accepted)."""
+    cis = {k: (d["bootstrap_ci95"], d["t_ci95"]) for k, d in diffs.items()}
+    return (all(ci is not None and ci[0] >= -MARGIN for k in SCENE_CHECKED for ci in cis[k])
+            and all(ci is not None and ci[1] <= MARGIN for k in ROUTE_CHECKED for ci in cis[k]))
 
 
 def kept_seed(path: Path, archs: list[str], size: str, ecfg, world_cfg: WorldConfig) -> dict | None:
@@ -180,7 +206,10 @@ def bench_architecture(work: Path, archs: list[str], seeds: list[int], size: str
             routes, scenes = paired_diff(ref, t), scene_diffs(ref_scenes, scenes_t)
             result["models"][name]["paired_diff"] = {k: routes[k] for k in ROUTE_CHECKED + SCENE_CHECKED + ("pass_rate_obstacle", "pass_rate_sharp_bend")}
             result["models"][name]["scenario_paired_diff"] = scenes
-            result["models"][name]["accepted"] = accepted(scenes, routes)
+            result["models"][name]["seed_aware_diff"] = seed_aware(per_seed, seeds, names[0], name)
+            result["models"][name]["accepted_pooled"] = accepted(scenes, routes)
+            result["models"][name]["accepted"] = (result["models"][name]["accepted_pooled"]
+                                                  and accepted_seed_aware(result["models"][name]["seed_aware_diff"]))
     ok = [names[0]] + [k for k in names[1:] if result["models"][k]["accepted"]]
     result["cheapest_accepted"] = min(ok, key=lambda k: ms[k])
     for out in {work, Path(keep or work)}:
