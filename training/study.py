@@ -154,6 +154,9 @@ def label_scarce_markdown(scarce: dict, levels: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+KEPT = ("tuning/tune/*/bo/trials/*/request.json", "tuning/export/*", "tuning/report.json")  # what seeds and cards read; the report last
+
+
 def restore(out: Path, keep: Path) -> None:
     """``training.keep.restore``, refused when both hold a tuning run and they differ (seeds of one tuning run
     are never pooled with another's)."""
@@ -181,6 +184,7 @@ def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: Stud
     if not (tuning / "report.json").exists():
         print(f"\n== study: tuning seed {cfg.tuning_seed} (the whole pipeline)", file=sys.stderr, flush=True)
         run_pipeline(tuning, world_cfg, replace(pcfg, seed=cfg.tuning_seed), progress=progress, keep=keep / "tuning" if keep else None)
+    keep_files(out, keep, KEPT)  # also a tuning run that finished before this study had a keep
     configs = configurations(tuning, FRONTIER[pcfg.labels])
     made_by = hashlib.sha256(json.dumps(configs, sort_keys=True).encode()).hexdigest()  # the configurations every seed retrains
     seeds = [cfg.tuning_seed + k for k in range(1, cfg.seeds)]
