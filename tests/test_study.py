@@ -43,6 +43,19 @@ def test_configurations_are_the_tuned_trials_and_oversampling_shares(tmp_path):
     assert ("mse", "mse") not in pairs(list(configs))
 
 
+def test_further_losses_are_retrained_as_mse_was_and_paired_with_learned(tmp_path):
+    tuning = _tuning_run(tmp_path / "tuning")
+    configs = configurations(tuning, extra=("balanced-mse", "inverse-freq"))
+    assert list(configs)[-2:] == ["balanced-mse", "inverse-freq"]
+    for name in ("balanced-mse", "inverse-freq"):
+        assert configs[name]["loss"] == {**configs["mse"]["loss"], "loss": name}
+        assert configs[name]["train"] == configs["mse"]["train"] and configs[name]["meta"] == configs["mse"]["meta"]
+        assert (name, "mse") in pairs(list(configs)) and ("learned", name) in pairs(list(configs))
+    assert StudyConfig(losses=" balanced-mse, inverse-freq").extra_losses() == ["balanced-mse", "inverse-freq"]
+    with pytest.raises(ValueError, match="unknown"):
+        StudyConfig(losses="balanced")
+
+
 def test_a_lost_or_corrupt_trial_request_is_named(tmp_path):
     tuning = _tuning_run(tmp_path / "tuning")
     learned = tuning / "tune" / "learned" / "bo" / "trials" / "trial-003" / "request.json"

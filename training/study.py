@@ -49,11 +49,23 @@ class StudyConfig:
     tuning_seed: int = field(default=0, metadata={"help": "the seed whose pipeline run fixes every hyperparameter", "range": (0, None)})
     routes: int = field(default=48, metadata={"help": "held-out routes per evaluation seed at the rare-scene rate", "range": (1, None)})
     clear_routes: int = field(default=16, metadata={"help": "held-out routes per evaluation seed without rare scenes", "range": (1, None)})
+    losses: str = field(default="", metadata={"help": "further losses retrained on every seed, comma-separated (e.g. balanced-mse,"
+                                                      "inverse-freq): each as MSE's trial was, its loss swapped, at its default settings"})
+
+    def __post_init__(self) -> None:
+        from training.losses import LOSSES
+
+        if unknown := [n for n in self.extra_losses() if n not in LOSSES]:
+            raise ValueError(f"--losses: unknown {unknown} (known: {', '.join(LOSSES)})")
+
+    def extra_losses(self) -> list[str]:
+        return [n.strip() for n in self.losses.split(",") if n.strip()]
 
 
-def configurations(tuning: Path, shares: tuple[float, ...] = FRONTIER["full"]) -> dict[str, dict]:
+def configurations(tuning: Path, shares: tuple[float, ...] = FRONTIER["full"], extra: tuple[str, ...] = ()) -> dict[str, dict]:
     """Name -> the tuning trial's request to train it again (``loss``, ``meta``, ``train``), from the tuning run;
-    ``shares``: oversampling's frontier besides its tuned share."""
+    ``shares``: oversampling's frontier besides its tuned share; ``extra``: further losses, each MSE's request with
+    its loss swapped (``LossSpec``'s defaults otherwise)."""
     report = read_json(tuning / "report.json")
     trials = tuning / "tune"
     learned = report["choice"]["learned_trial"]
@@ -69,6 +81,9 @@ def configurations(tuning: Path, shares: tuple[float, ...] = FRONTIER["full"]) -
             out[f"oversample-{share:g}"] = {**over, "train": {**over["train"], "rare_fraction": share}}
     if learned is not None:
         out["learned"] = request("learned", learned)
+    for name in extra:
+        if name not in out:
+            out[name] = {**out["mse"], "loss": {**out["mse"]["loss"], "loss": name}}
     for b in baselines(list(report["choice"].get("best", {}))):
         if report["choice"]["best"][b] != "mse":
             out[b] = request(b, int(report["choice"]["best"][b].rsplit("-", 1)[1]))
@@ -118,10 +133,10 @@ def run_seed(root: Path, seed: int, world_cfg: WorldConfig, pcfg: PipelineConfig
 
 
 def pairs(names: list[str]) -> list[tuple[str, str]]:
-    """Every configuration against MSE; the learned loss against every oversampling share and every
-    label-free baseline."""
+    """Every configuration against MSE; the learned loss against every other configuration (every oversampling
+    share, every label-free baseline, every further loss given)."""
     out = [(k, "mse") for k in names if k != "mse"]
-    return out + [("learned", k) for k in names if k.startswith("oversample") or k in BASELINES] if "learned" in names else out
+    return out + [("learned", k) for k in names if k not in ("learned", "mse")] if "learned" in names else out
 
 
 def label_scarce(tuning_report: dict, tables: dict[str, dict[int, dict[str, dict]]]) -> dict | None:
@@ -175,7 +190,7 @@ def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: Stud
 
     out, keep = Path(out), Path(keep) if keep else None
     settings = {"world": asdict(world_cfg), "pipeline": {k: v for k, v in asdict(pcfg).items() if k != "seed"},
-                "study": {k: v for k, v in asdict(cfg).items() if k != "seeds"}}  # more seeds extend a study; anything else is another
+                "study": {k: v for k, v in asdict(cfg).items() if k != "seeds" and (k != "losses" or v)}}  # more seeds extend a study; anything else is another
     claim_dirs(out, keep, settings, "study")
     if keep:
         restore(out, keep)
@@ -185,7 +200,7 @@ def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: Stud
         print(f"\n== study: tuning seed {cfg.tuning_seed} (the whole pipeline)", file=sys.stderr, flush=True)
         run_pipeline(tuning, world_cfg, replace(pcfg, seed=cfg.tuning_seed), progress=progress, keep=keep / "tuning" if keep else None)
     keep_files(out, keep, KEPT)  # also a tuning run that finished before this study had a keep
-    configs = configurations(tuning, FRONTIER[pcfg.labels])
+    configs = configurations(tuning, FRONTIER[pcfg.labels], tuple(cfg.extra_losses()))
     made_by = hashlib.sha256(json.dumps(configs, sort_keys=True).encode()).hexdigest()  # the configurations every seed retrains
     seeds = [cfg.tuning_seed + k for k in range(1, cfg.seeds)]
     per_seed = []
