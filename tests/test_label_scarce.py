@@ -91,8 +91,10 @@ def test_meta_only_refuses_what_reads_training_labels(small_dataset, tmp_path):
     from training.meta import MetaConfig
 
     with pytest.raises(ValueError, match="abnormal"):
-        Run(tmp_path / "w", small_dataset, None, LossSpec(loss="inverse-freq"), MetaConfig(), TrainConfig(labels="meta-only"))
-    run = Run(tmp_path / "o", small_dataset, None, LossSpec(loss="mse"), MetaConfig(), TrainConfig(labels="meta-only", rare_fraction=0.25))
+        Run(tmp_path / "w", small_dataset, small_dataset, LossSpec(loss="inverse-freq"), MetaConfig(), TrainConfig(labels="meta-only"))
+    with pytest.raises(ValueError, match="labelled meta set"):  # else the logs' own categories would pick the snapshot
+        Run(tmp_path / "n", small_dataset, None, LossSpec(loss="mse"), MetaConfig(), TrainConfig(labels="meta-only"))
+    run = Run(tmp_path / "o", small_dataset, small_dataset, LossSpec(loss="mse"), MetaConfig(), TrainConfig(labels="meta-only", rare_fraction=0.25))
     with pytest.raises(ValueError, match="category"):
         run.run(progress=False)
 

@@ -54,6 +54,11 @@ def test_further_losses_are_retrained_as_mse_was_and_paired_with_learned(tmp_pat
     assert StudyConfig(losses=" balanced-mse, inverse-freq").extra_losses() == ["balanced-mse", "inverse-freq"]
     with pytest.raises(ValueError, match="unknown"):
         StudyConfig(losses="balanced")
+    with pytest.raises(ValueError, match="must be label-free"):  # refused before the tuning run, not at seed 1
+        run_study(tmp_path / "scarce", WorldConfig(), PipelineConfig(labels="meta-only"), StudyConfig(losses="inverse-freq"))
+    with pytest.raises(ValueError, match="searched baselines"):
+        run_study(tmp_path / "scarce", WorldConfig(), PipelineConfig(labels="meta-only"), StudyConfig(losses="keyframe"))
+    assert not (tmp_path / "scarce").exists()
 
 
 def test_a_lost_or_corrupt_trial_request_is_named(tmp_path):

@@ -331,7 +331,7 @@ def test_a_bf16_run_computes_its_convolutions_in_bfloat16_and_keeps_float32_weig
     a, b = (load(tmp_path / d / "model.pt")["state_dict"] for d in ("fp32", "bf16"))
     assert all(v.dtype == torch.float32 for v in b.values())
     assert any(not torch.equal(a[k], b[k]) for k in a)
-    run = Run(tmp_path / "label-free", small_dataset, None, LossSpec(loss="label-free-weighted"), MetaConfig(schedule="online"),
+    run = Run(tmp_path / "label-free", small_dataset, small_dataset, LossSpec(loss="label-free-weighted"), MetaConfig(schedule="online"),
               TrainConfig(**{**cfg.__dict__, "precision": "bf16", "labels": "meta-only"}))
     scores, read = run.loss.scores, []
     run.loss.scores = lambda *args: read.append(run.loss.tap.value.dtype) or scores(*args)

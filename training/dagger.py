@@ -69,9 +69,10 @@ def record_round(out: Path, policy_path: Path, world_cfg: WorldConfig, cfg: Dagg
 
 
 def dagger(out: Path, start: Path, data: list[Path], world_cfg: WorldConfig, cfg: DaggerConfig, loss_spec=None, meta_cfg=None,
-           train_cfg=None, progress: bool = True) -> dict:
+           train_cfg=None, progress: bool = True, meta_data: Path | None = None) -> dict:
     """``cfg.rounds`` rounds from the trained run ``start`` (trained on ``data``); returns per-round
-    dataset sizes, events and validation numbers, and ``final``: the last round's run directory."""
+    dataset sizes, events and validation numbers, and ``final``: the last round's run directory.
+    ``meta_data``: the labelled meta set each round's training run is given (``LabelView.labelled_meta``)."""
     from training.export import export
     from training.fit import TrainConfig, train_once, warm_start
     from training.losses import LossSpec
@@ -89,7 +90,7 @@ def dagger(out: Path, start: Path, data: list[Path], world_cfg: WorldConfig, cfg
         manifest = DrivingDataset(rd / "data", verify=False).manifest if (rd / "data" / "manifest.json").exists() else \
             record_round(rd / "data", rd / "policy.onnx", world_cfg, cfg, r, progress)
         aggregate.append(rd / "data")
-        result = train_once(rd / "run", aggregate, None, loss_spec or LossSpec(), meta_cfg or MetaConfig(),
+        result = train_once(rd / "run", aggregate, meta_data, loss_spec or LossSpec(), meta_cfg or MetaConfig(),
                             replace(train_cfg, init_from=str(current)), progress=progress)
         rounds.append({"round": r, "policy_model_id": manifest["policy"]["model_id"], "frames": manifest["frames"],
                        "events": manifest["events"], "counts": manifest["counts"], "run": str(rd / "run"),

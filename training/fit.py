@@ -169,6 +169,7 @@ class Run:
         fractions = {"val": cfg.val_fraction} | ({} if meta_data else {"meta": cfg.meta_fraction})
         splits = {k: chosen[v] for k, v in split_by_episode(episode[chosen], fractions, cfg.seed).items()}
         self.view = LabelView(cfg.labels)
+        self.view.labelled_meta(meta_data)  # meta-only without a labelled meta set is refused
         self.train, self.val = self.view.training(ArraySet.gather(datasets, splits["train"])), ArraySet.gather(datasets, splits["val"])
         self.meta = ArraySet.load(DrivingDataset(meta_data)) if meta_data else ArraySet.gather(datasets, splits["meta"])
         self.selected_on, self.select = self.view.selection(self.val, self.meta)

@@ -31,7 +31,7 @@ from simulator.factory import WorldConfig
 from training.data.collect import CollectConfig, collect
 from training.data.contact_sheet import contact_sheet
 from training.data.dataset import DrivingDataset
-from training.data.label_view import LABELS
+from training.data.label_view import LABELS, LabelView
 from training.label_modes import PAIRED, SEARCHES, Search, baselines, best_baseline, names
 from training.precision import PRECISIONS
 
@@ -221,7 +221,8 @@ def claim_start(search: Path, start: Path) -> None:
     held, ours = search / "start.json", {"start_sha256": source_sha256(start)}
     if held.exists() and read_json(held) != ours:
         raise ValueError(f"{search}: its trials fine-tuned another start model than {start} ({held}); the data, MSE model or DAgger "
-                         "came out differently: move the search away to run it again")
+                         "came out differently (another device or thread count?): move the search away, from --out and from "
+                         "--keep, to run it again")
     write_json_if_changed(held, ours)
 
 
@@ -298,7 +299,8 @@ def train_base(out: Path, data: Path, meta_data: Path, world_cfg: WorldConfig, c
     timings["mse_s"] = time.perf_counter() - t
 
     t = _stage(f"3/{stages} DAgger: {n['dagger_rounds']} rounds on the MSE model")
-    dag = dagger(out / "dagger", out / "runs" / "mse", [data], world_cfg, dagger_config(cfg, n), train_cfg=train_cfg, progress=progress) \
+    dag = dagger(out / "dagger", out / "runs" / "mse", [data], world_cfg, dagger_config(cfg, n), train_cfg=train_cfg, progress=progress,
+                 meta_data=LabelView(cfg.labels).labelled_meta(meta_data)) \
         if n["dagger_rounds"] else None
     timings["dagger_s"] = time.perf_counter() - t
 

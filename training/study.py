@@ -181,6 +181,16 @@ def restore(out: Path, keep: Path) -> None:
     keep_restore(out, keep)
 
 
+def check_losses(extra: list[str], labels: str) -> None:
+    """Refuse, before any work, a further loss the mode cannot train (one that reads training labels, in meta-only
+    mode) or one that would stand in for a searched baseline of the same name."""
+    from training.losses import LABEL_FREE
+
+    if labels != "full" and (bad := [n for n in extra if n not in LABEL_FREE or n in BASELINES]):
+        raise ValueError(f"--losses {','.join(bad)}: with --labels {labels} a further loss must be label-free and not one of the "
+                         f"searched baselines ({', '.join(BASELINES)}); label-free: {', '.join(LABEL_FREE)}")
+
+
 def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: StudyConfig, progress: bool = True,
               keep: Path | None = None) -> dict:
     from training import study_targets
@@ -189,6 +199,7 @@ def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: Stud
     from training.study_stats import markdown, plot_study, pool, to_json
 
     out, keep = Path(out), Path(keep) if keep else None
+    check_losses(cfg.extra_losses(), pcfg.labels)
     settings = {"world": asdict(world_cfg), "pipeline": {k: v for k, v in asdict(pcfg).items() if k != "seed"},
                 "study": {k: v for k, v in asdict(cfg).items() if k != "seeds" and (k != "losses" or v)}}  # more seeds extend a study; anything else is another
     claim_dirs(out, keep, settings, "study")

@@ -77,6 +77,16 @@ class LabelView:
         validation split of the training logs (full), or the labelled meta set (meta-only: the logs have no categories)."""
         return ("val", val) if self.labels == "full" else ("meta", meta)
 
+    def labelled_meta(self, meta_data):
+        """The meta set a run is given: none needed with full labels (a run may carve its meta split from the training
+        logs, as DAgger rounds always have); in meta-only mode the labelled one, required (the logs have no labels)."""
+        if self.labels == "full":
+            return None
+        if meta_data is None:
+            raise ValueError(f"--labels {self.labels}: the training logs have no labels, so a labelled meta set (--meta-data) "
+                             "must pick the kept snapshot and teach any learned loss")
+        return meta_data
+
     def sampler(self, train: ArraySet, batch_size: int, seed: int, rare_fraction: float) -> Sampler:
         """Uniform batches, or (full labels only) batches with ``rare_fraction`` rare-scene frames."""
         if rare_fraction and self.labels != "full":
