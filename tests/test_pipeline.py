@@ -115,6 +115,25 @@ def test_dagger_curve_trains_each_round_as_the_trials_were_and_reuses_the_last(q
 
 
 @pytest.mark.slow
+def test_dagger_curve_reads_a_pipeline_moved_to_another_directory(quick_run, tmp_path):
+    """A run restored from its --keep, or moved, lives elsewhere than the paths its report and requests name (here a
+    directory that no longer exists): the curve finds every trial, request and dataset inside the run it is given,
+    and its last round is the trials themselves when they started from the last DAgger model."""
+    from training.bench.dagger_curve import _round_runs
+
+    out, _ = quick_run
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved, ignore=shutil.ignore_patterns("*.mp4"))
+    for f in [moved / "report.json", *moved.glob("tune/*/bo/trials/*/request.json")]:
+        f.write_text(f.read_text().replace(str(out), "/gone/run"))
+    report = json.loads((moved / "report.json").read_text())
+    last = len(report["dagger"]["rounds"])
+    runs = _round_runs(moved, report, last, last, tmp_path / "work", False)
+    kept = report["dagger_decision"]["kept"]
+    assert all(path.is_relative_to(moved if kept else tmp_path / "work") for path in runs.values()), runs
+
+
+@pytest.mark.slow
 def test_a_pipeline_killed_in_the_export_stage_resumes_without_redoing_finished_stages(quick_run, cli_env):
     """The export stage killed (its files gone), the same command again: the data, DAgger rounds, trials,
     the final choice and the held-out comparisons (the same exported bytes) are not rewritten; the report

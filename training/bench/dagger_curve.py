@@ -29,6 +29,12 @@ from training.meta import MetaConfig
 from training.pipeline import NAMES, PAIRED
 
 
+def _here(pipeline: Path, report: dict, path: str) -> Path:
+    """``path``, as the run at ``report["run"]`` wrote it, inside ``pipeline``: the same run moved or restored from
+    its ``--keep`` into another directory."""
+    return pipeline / Path(path).relative_to(report["run"])
+
+
 def _trial_request(run: Path) -> dict:
     return json.loads((Path(run) / "request.json").read_text())
 
@@ -40,14 +46,15 @@ def _round_runs(pipeline: Path, report: dict, k: int, last: int, work: Path, pro
     data = [str(pipeline / "data" / "train")] + [str(pipeline / "dagger" / f"round-{r}" / "data") for r in range(1, k + 1)]
     runs = {}
     for name in NAMES:
-        trial = Path(report["models"][name] if name != "learned" else _learned_trial(pipeline, report))
+        trial = _here(pipeline, report, report["models"][name]) if name != "learned" else _learned_trial(pipeline, report)
         req = _trial_request(trial)
-        if k == last and req["train"]["init_from"] == str(start) and req["data"] == (data if len(data) > 1 else data[0]):
+        trained_on = [_here(pipeline, report, d) for d in (req["data"] if isinstance(req["data"], list) else [req["data"]])]
+        if k == last and _here(pipeline, report, req["train"]["init_from"]) == start and trained_on == [Path(d) for d in data]:
             runs[name] = trial
             continue
         runs[name] = work / f"round-{k}" / f"{name}-{trial.name}"
         if not (runs[name] / "result.json").exists():
-            Run(runs[name], [Path(d) for d in data], req["meta_data"] and Path(req["meta_data"]), LossSpec(**req["loss"]),
+            Run(runs[name], [Path(d) for d in data], req["meta_data"] and _here(pipeline, report, req["meta_data"]), LossSpec(**req["loss"]),
                 MetaConfig(**req["meta"]), replace(TrainConfig(**req["train"]), init_from=str(start))).run(resume=True, progress=progress)
     return runs
 
@@ -69,7 +76,7 @@ def _events(report: dict, k: int) -> dict[str, int]:
 
 def _reusable(pipeline: Path, report: dict, runs: dict[str, Path], world: WorldConfig, cfg: EvalConfig) -> dict | None:
     """The pipeline's own held-out comparison, when it drove these runs' exports on these routes."""
-    if any(str(runs[n]) != report["models"][n] for n in NAMES):
+    if any(runs[n] != _here(pipeline, report, report["models"][n]) for n in NAMES):
         return None
     return saved_comparison(pipeline / "compare" / "rare", list(NAMES), [pipeline / "export" / f"{n}.onnx" for n in NAMES], world, cfg, PAIRED)
 
