@@ -17,9 +17,12 @@ MARKERS = ("trials.jsonl", "tune.json", "report.json")  # a search's log and sum
 
 
 def keep_files(out: Path, keep: Path | None, patterns: tuple[str, ...]) -> None:
-    """Copy ``out``'s files matching ``patterns`` (relative globs, copied in this order) into ``keep``."""
+    """Copy ``out``'s files matching ``patterns`` (relative globs, copied in this order) into ``keep``; a kept file
+    that already holds the same bytes is left untouched (a resumed job, re-keeping, does not churn the commit)."""
     for src in (p for pattern in patterns for p in sorted(out.glob(pattern)) if p.is_file()) if keep else ():
-        atomic_copy(src, keep / src.relative_to(out))
+        dst = keep / src.relative_to(out)
+        if not (dst.exists() and dst.read_bytes() == src.read_bytes()):
+            atomic_copy(src, dst)
 
 
 def restore(out: Path, keep: Path) -> None:
