@@ -61,19 +61,20 @@ def write_json_if_changed(path: Path, obj: Any) -> bool:
     return True
 
 
-def claim_request(out: Path, request: dict, what: str, error: type[Exception] = ValueError) -> bool:
-    """Start directory ``out`` for ``request`` (kept in ``out/request.json``), or check that a resume asks
-    for the same; raises ``error`` if ``out`` holds another request. True when ``out`` already held it."""
+def claim_request(out: Path, request: dict, what: str, error: type[Exception] = ValueError, name: str = "request.json",
+                  hint: str = "use another --out or the same arguments to resume") -> bool:
+    """Start directory ``out`` for ``request`` (kept in ``out/name``), or check that a resume asks for the same;
+    raises ``error`` (ending in ``hint``) if ``out`` holds another request. True when ``out`` already held it."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    path, wanted = out / "request.json", json.loads(json.dumps(request))
+    path, wanted = out / name, json.loads(json.dumps(request))
     if path.exists():
         try:
             held = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise error(f"{path}: corrupt JSON ({exc})") from None
         if held != wanted:
-            raise error(f"{out}: holds a {what} with a different request ({path}); use another --out or the same arguments to resume")
+            raise error(f"{out}: holds a {what} with a different request ({path}); {hint}")
         return True
     atomic_write_json(path, wanted)
     return False

@@ -215,15 +215,11 @@ def claim_start(search: Path, start: Path) -> None:
     """A search's trials all fine-tune one start model: ``search/start.json`` names its bytes (``source_sha256``),
     and a search resumed or restored from ``--keep`` over another start model is refused, not mixed."""
     from training.compare import source_sha256
-    from training.files import read_json, write_json_if_changed
+    from training.files import claim_request
 
-    search.mkdir(parents=True, exist_ok=True)
-    held, ours = search / "start.json", {"start_sha256": source_sha256(start)}
-    if held.exists() and read_json(held) != ours:
-        raise ValueError(f"{search}: its trials fine-tuned another start model than {start} ({held}); the data, MSE model or DAgger "
-                         "came out differently (another device or thread count?): move the search away, from --out and from "
-                         "--keep, to run it again")
-    write_json_if_changed(held, ours)
+    claim_request(search, {"start_sha256": source_sha256(start)}, "search", name="start.json",
+                  hint=f"its trials fine-tuned another start model than {start}: the data, MSE model or DAgger came out differently "
+                  "(another device or thread count?); move the search away, from --out and from --keep, to run it again")
 
 
 def best_trials(name: str, log: str, k: int) -> list[int]:
