@@ -123,6 +123,8 @@ def test_kept_seeds_are_read_not_rerun_and_other_settings_are_refused(tmp_path):
     with pytest.raises(ValueError, match="seed-1.json: kept by a bench with other routes"):  # before seed 3 is collected
         bench_architecture(work, ["1.0:elu", "0.75:elu"], [3, 1], size="quick", episodes=5, progress=False, keep=keep)
     assert not list(work.glob("seed-*"))
+    with pytest.raises(ValueError, match="a seed given twice"):
+        bench_architecture(work, ["1.0:elu", "0.75:elu"], [1, 2, 1], size="quick", episodes=4, progress=False, keep=keep)
     (keep / "seed-2.json").write_text((keep / "seed-2.json").read_text()[:500])  # a copy cut short
     with pytest.raises(ValueError, match="seed-2.json: corrupt JSON"):
         bench_architecture(work, ["1.0:elu", "0.75:elu"], [1, 2], size="quick", episodes=4, progress=False, keep=keep)

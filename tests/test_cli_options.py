@@ -94,6 +94,13 @@ def test_the_reported_cases(tmp_path, cli_env):
     assert res.returncode == 2 and "argument --names: 'a' names 1 models, 2 were given" in res.stderr and not (tmp_path / "c").exists()
 
 
+def test_bench_architecture_refuses_a_seed_given_twice(tmp_path, capsys):
+    """A seed twice would pool its scenes twice and narrow every interval; refused before any work."""
+    err = _run(["bench", "architecture", "--seeds", "0,1,0", "--work", str(tmp_path / "w")], capsys)
+    assert "argument --seeds: 0,1,0: seeds must be distinct and >= 0" in err and not (tmp_path / "w").exists()
+    assert cli.build_parser().parse_args(["bench", "architecture"]).seeds == [0, 1, 2, 3]
+
+
 def _quoted_commands(text: str) -> list[list[str]]:
     """The words after ``metasteer`` of every command in a document's code (inline spans and fenced blocks),
     one list per command of a shell line (``a && metasteer b``, ``time metasteer c | tee``)."""

@@ -117,6 +117,17 @@ def fractions(text: str) -> tuple[float, ...]:
     return values
 
 
+def seed_list(text: str) -> list[int]:
+    """An argparse ``type``: comma-separated distinct training seeds (a seed twice would count its scenes twice)."""
+    try:
+        values = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not comma-separated integers") from None
+    if min(values) < 0 or len(set(values)) < len(values):
+        raise argparse.ArgumentTypeError(f"{text}: seeds must be distinct and >= 0")
+    return values
+
+
 def _emit(result: dict | None, as_json: bool) -> None:
     if result is None:
         return
@@ -287,7 +298,7 @@ def _cmd_bench_dagger_curve(args: argparse.Namespace) -> dict:
 def _cmd_bench_architecture(args: argparse.Namespace) -> dict:
     from training.bench.architecture import bench_architecture
 
-    return bench_architecture(Path(args.work), args.archs.split(","), [int(s) for s in args.seeds.split(",")], size=args.size,
+    return bench_architecture(Path(args.work), args.archs.split(","), args.seeds, size=args.size,
                               episodes=args.episodes, progress=not args.no_progress, keep=Path(args.keep) if args.keep else None)
 
 
@@ -558,7 +569,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("architecture", _cmd_bench_architecture, "cheaper PilotNets against the reference: MSE + DAgger per training seed, "
                 "paired closed-loop comparison pooled over seeds, the cheapest accepted", parent=bench)
     p.add_argument("--archs", default="1.0:elu,0.5:relu", help="comma-separated width:activation[:precision] (precision fp32 or bf16, the training forward pass), the reference first")
-    p.add_argument("--seeds", default="0,1", help="comma-separated training seeds")
+    p.add_argument("--seeds", default="0,1,2,3", type=seed_list,
+                   help="comma-separated distinct training seeds (the t-interval over 2 seeds has 1 degree of freedom: it almost never accepts)")
     p.add_argument("--size", default="demo", choices=("full", "demo", "quick"), help="the pipeline's stage sizes for stages 1-4")
     p.add_argument("--episodes", type=int, default=48, help="paired routes per seed (tuning namespace, not evaluation routes)")
     p.add_argument("--work", default="runs/bench_architecture", help="runs and results go here (reused when re-run)")

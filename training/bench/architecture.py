@@ -153,6 +153,8 @@ def bench_architecture(work: Path, archs: list[str], seeds: list[int], size: str
     from training.pipeline import PipelineConfig, collect_data, train_base
 
     work, world_cfg = Path(work), world_cfg or WorldConfig()
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"seeds {seeds}: a seed given twice would pool its scenes twice")
     names, parsed = [a.replace(":", "-") for a in archs], [parse_arch(a) for a in archs]  # a typo fails before any work
     onnx_dir = Path(keep or work) / "onnx"
     plans = []  # every kept seed is read and checked before any work: a wrong one fails now, not hours in
