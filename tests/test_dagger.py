@@ -67,7 +67,12 @@ def test_dagger_command_runs_rounds_and_fine_tunes_from_the_policy(small_dataset
                                 "--width-mult", "0.5", "--eval-every", "10", "--warmup-steps", "5", "--no-progress"], env=cli_env, check=True,
                    capture_output=True)
     args = ["dagger", "--run", str(run), "--data", str(small_dataset), "--out", str(tmp_path / "dagger"), "--rounds", "2",
-            "--routes", "2", "--routes-per-shard", "1", "--dagger-steps", "10", "--workers", "1", "--precision", "bf16", "--json", "--no-progress"]
+            "--routes", "2", "--routes-per-shard", "1", "--dagger-steps", "10", "--workers", "1", "--precision", "bf16", "--json", "--no-progress",
+            "--labels", "meta-only"]
+    res = subprocess.run(METASTEER + args, env=cli_env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 2 and "a labelled meta set (--meta-data) must pick the kept snapshot" in res.stderr  # before any round
+    assert not (tmp_path / "dagger" / "round-1").exists()
+    args += ["--meta-data", str(small_dataset)]
     res = subprocess.run(METASTEER + args, env=cli_env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
@@ -78,6 +83,10 @@ def test_dagger_command_runs_rounds_and_fine_tunes_from_the_policy(small_dataset
     assert request["train"]["init_from"].endswith("round-1/run")
     assert len(request["data"]) == 3  # original + both rounds
     assert request["train"]["precision"] == "bf16"  # the command's precision reaches every round's training
+    for r in (1, 2):  # ... and its label mode: each round picks its snapshot on the labelled meta set it was handed
+        run_dir = tmp_path / "dagger" / f"round-{r}" / "run"
+        assert json.loads((run_dir / "request.json").read_text())["meta_data"] == str(small_dataset)
+        assert json.loads((run_dir / "result.json").read_text())["best_step_chosen_on"] == "meta"
     done = file_stamps(tmp_path / "dagger", skip=("dagger.json",))
     again = subprocess.run(METASTEER + args, env=cli_env, capture_output=True, text=True, timeout=600)
     assert json.loads(again.stdout.strip().splitlines()[-1])["rounds"] == out["rounds"]

@@ -279,7 +279,8 @@ def _cmd_dagger(args: argparse.Namespace) -> dict:
     from training.fit import TrainConfig
 
     return dagger(Path(args.out), Path(args.run), [Path(d) for d in args.data], from_args(WorldConfig, args),
-                  from_args(DaggerConfig, args), train_cfg=TrainConfig(precision=args.precision), progress=not args.no_progress)
+                  from_args(DaggerConfig, args), train_cfg=TrainConfig(precision=args.precision, labels=args.labels), progress=not args.no_progress,
+                  meta_data=Path(args.meta_data) if args.meta_data else None)
 
 
 def _cmd_bench_events_curve(args: argparse.Namespace) -> dict:
@@ -477,10 +478,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, type=run_model, help="trained run to start from (its policy drives round 1)")
     p.add_argument("--data", required=True, nargs="+", type=dataset_dir, help="the data that run was trained on (aggregated with every round)")
     p.add_argument("--out", type=out_dir, required=True, help="directory of the rounds (round-K/{policy.onnx,data,run}) and dagger.json")
+    p.add_argument("--meta-data", default=None, type=dataset_dir, help="labelled meta set every round trains with (required with --labels meta-only; "
+                   "default: held-out episodes of the aggregate)")
     p.add_argument("--no-progress", action="store_true")
     add_arguments(p, WorldConfig)
     add_arguments(p, DaggerConfig)
-    add_arguments(p, TrainConfig, only=("precision",))
+    add_arguments(p, TrainConfig, only=("precision", "labels"))
 
     p = command("export", _cmd_export, "export a run to ONNX (opset 17, metadata, parity-checked against torch)")
     p.add_argument("run", type=run_model, help="run directory or model.pt")

@@ -73,12 +73,14 @@ def dagger(out: Path, start: Path, data: list[Path], world_cfg: WorldConfig, cfg
     """``cfg.rounds`` rounds from the trained run ``start`` (trained on ``data``); returns per-round
     dataset sizes, events and validation numbers, and ``final``: the last round's run directory.
     ``meta_data``: the labelled meta set each round's training run is given (``LabelView.labelled_meta``)."""
+    from training.data.label_view import LabelView
     from training.export import export
     from training.fit import TrainConfig, train_once, warm_start
     from training.losses import LossSpec
     from training.meta import MetaConfig
 
     out = Path(out)
+    LabelView((train_cfg or TrainConfig()).labels).labelled_meta(meta_data)  # refused now, not after a round is recorded
     train_cfg = warm_start(replace(train_cfg or TrainConfig(), steps=cfg.dagger_steps, lr=cfg.dagger_lr, seed=cfg.seed,
                                    eval_every=max(1, cfg.dagger_steps // 5)), start)
     current, rounds, aggregate = Path(start), [], [Path(d) for d in data]
