@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from simulator.factory import WorldConfig
+from training.export import git_commit
 from training.fit import TrainConfig
 from training.losses import LossSpec
 from training.meta import MetaConfig
@@ -115,7 +116,9 @@ def test_a_study_killed_during_seed_2_resumes_without_redoing_seed_1(tmp_path, m
     scenes = [json.loads((out / f"seed-{s}" / "seed.json").read_text())["scenario"] for s in (1, 2)]
     assert all(len({len(t["rare_n"]) for t in seed.values()}) == 1 for seed in scenes)  # every model met every scene
     assert (out / "study.md").read_text().count("learned") >= 2 and (out / "study.png").exists()
-    targets = json.loads((out / "study.json").read_text())["targets"]  # judged on what was pooled, met or not
+    report = json.loads((out / "study.json").read_text())
+    assert report["git_commits"] == {"1": git_commit(), "2": git_commit()}  # each seed names the code that made it
+    targets = report["targets"]  # judged on what was pooled, met or not
     assert [t["name"] for t in targets] == ["frontier", "pareto_tuned", "failure_halved", "every_seed", "protocol"]
     assert not targets[-1]["met"]  # 2 evaluation seeds of 4 routes: too small for the targets as stated
     assert "## Issue 18's targets (2 evaluation seeds" in (out / "study.md").read_text()

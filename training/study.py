@@ -194,6 +194,7 @@ def check_losses(extra: list[str], labels: str) -> None:
 def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: StudyConfig, progress: bool = True,
               keep: Path | None = None) -> dict:
     from training import study_targets
+    from training.export import git_commit
     from training.pipeline import run_pipeline
     from training.study_card import write_cards
     from training.study_stats import markdown, plot_study, pool, to_json
@@ -219,7 +220,8 @@ def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: Stud
         done = out / f"seed-{seed}" / "seed.json"
         if not done.exists():
             result = run_seed(out / f"seed-{seed}", seed, world_cfg, pcfg, configs, cfg, progress)
-            atomic_write_bytes(done, (json.dumps({**result, "configurations_sha256": made_by}) + "\n").encode())
+            record = {**result, "configurations_sha256": made_by, "git_commit": git_commit()}  # a study may span sessions and commits
+            atomic_write_bytes(done, (json.dumps(record) + "\n").encode())
         per_seed.append(read_json(done))
         if per_seed[-1].get("configurations_sha256", made_by) != made_by:
             raise ValueError(f"{done}: trained the configurations of another tuning run than {tuning}; it cannot be pooled with it")
@@ -228,13 +230,14 @@ def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: Stud
     tables = {"scenario": {s["seed"]: s["scenario"] for s in per_seed}, "route": {s["seed"]: s["rare"] for s in per_seed}}
     levels = {"scenario": pool(tables["scenario"], pairs(names), "scenario"), "route": pool(tables["route"], pairs(names), "route"),
               "clear_route": pool({s["seed"]: s["clear"] for s in per_seed}, pairs(names), "route")}
-    targets = study_targets.judge(levels) if study_targets.applies(levels) else None
     tuning_report = read_json(tuning / "report.json")
     scarce = label_scarce(tuning_report, tables)
+    targets = study_targets.for_study(levels, scarce)
     shares = {k: float(configs[k]["train"]["rare_fraction"]) for k in names if k.startswith("oversample")}
     report = {"config": asdict(cfg), "pipeline": asdict(pcfg), "seeds": seeds, "tuning_seed": cfg.tuning_seed,
               "configurations": {k: {"loss": v["loss"], "rare_fraction": v["train"]["rare_fraction"]} for k, v in configs.items()},
               "tuning_seed_result": tuning_report["compare"]["rare"]["models"],
+              "git_commits": {s["seed"]: s.get("git_commit", "unrecorded") for s in per_seed},
               "wall_s": time.perf_counter() - start, "timings_s": {s["seed"]: s["timings_s"] for s in per_seed},
               # wall_s is this invocation's (a resumed study re-times only what it ran); this is every stage's, tuning seed included
               "stages_s_total": sum(sum(s["timings_s"].values()) for s in per_seed) + sum(tuning_report.get("timings_s", {}).values()),

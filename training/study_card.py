@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from training.study_stats import NORMAL, RARE, LevelStats, difference_text
-from training.study_targets import Target
+from training.study_targets import Target, title
 
 RATES = ("pass_rate_pedestrian", "pass_rate_obstacle", "pass_rate_sharp_bend", RARE)
 
@@ -45,7 +45,7 @@ def section(config: str, levels: dict[str, LevelStats], study: str, targets: lis
                   f"- normal road per km (routes at the rare-scene rate): {difference_text(route.difference(config, 'mse', NORMAL))}",
                   f"- normal road per km (routes without rare scenes): {difference_text(clear.difference(config, 'mse', NORMAL))}", ""]
     if config == "learned" and targets:
-        lines += [f"Issue 18's targets (`{study}` has the table): " + "; ".join(f"{t.name} {'met' if t.met else 'not met'}" for t in targets), ""]
+        lines += [f"{title(targets)} (`{study}` has the table): " + "; ".join(f"{t.name} {'met' if t.met else 'not met'}" for t in targets), ""]
     return "\n".join(lines)
 
 

@@ -13,6 +13,14 @@ the hull of the two-level bootstrap and the t over seeds (a claim needs both):
 - ``every_seed``: learned passes at least as many rare scenes as MSE on every evaluation seed;
 - ``protocol``: the study is the size the targets are stated for (>= 4 evaluation seeds, >= 48 routes per seed).
 
+Issue 19's targets, for a label-scarce study (``judge_scarce``; the learned loss is the label-free weighting):
+
+- ``gap_closed``: the gap-closing ratio (learned - mse) / (oversample - mse) at the scenario level >= 0.75 (point
+  value; undefined, so not met, unless oversampling's own gain over MSE is supported; its bootstrap interval shown);
+- ``beats_best_baseline``: learned - the best label-free baseline (chosen on tuning routes), lower bound of the hull > 0;
+- ``normal_road``: learned's normal-road infractions per km not above MSE's, point estimates, on both measures;
+- ``protocol``: as above.
+
 ``frontier`` holding means no supported win was found, not that a tie was shown; ``failure_halved`` compares point
 estimates (no interval): the markdown says both.
 """
@@ -21,9 +29,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from training.study_stats import NORMAL, RARE, LevelStats, beaten_on_both_axes, fmt_ci, fmt_stat
+from training.study_stats import NORMAL, RARE, GapRatio, LevelStats, beaten_on_both_axes, fmt_ci, fmt_stat
 
-RARE_LOWER_BOUND, FAILURE_RATIO = -0.02, 0.5
+RARE_LOWER_BOUND, FAILURE_RATIO, GAP_CLOSED = -0.02, 0.5, 0.75
 MIN_SEEDS, MIN_ROUTES = 4, 48
 NORMAL_LEVELS = ("route", "clear_route")
 
@@ -82,17 +90,49 @@ def judge(levels: dict[str, LevelStats]) -> list[Target]:
                       all(v is not None and v >= 0 for v in per_seed),
                       "learned - mse per seed: " + " ".join(fmt_stat(RARE, v, True) for v in per_seed)))
 
-    routes = min(levels["route"].units_per_seed)
-    out.append(Target("protocol", f">= {MIN_SEEDS} evaluation seeds, >= {MIN_ROUTES} held-out routes per seed",
-                      len(scen.seeds) >= MIN_SEEDS and routes >= MIN_ROUTES,
-                      f"{len(scen.seeds)} seeds, {routes}-{max(levels['route'].units_per_seed)} routes per seed"))
-    return out
+    return out + [protocol(levels)]
+
+
+def protocol(levels: dict[str, LevelStats]) -> Target:
+    seeds, routes = len(levels["scenario"].seeds), min(levels["route"].units_per_seed)
+    return Target("protocol", f">= {MIN_SEEDS} evaluation seeds, >= {MIN_ROUTES} held-out routes per seed",
+                  seeds >= MIN_SEEDS and routes >= MIN_ROUTES, f"{seeds} seeds, {routes}-{max(levels['route'].units_per_seed)} routes per seed")
+
+
+def judge_scarce(levels: dict[str, LevelStats], ratio: GapRatio, best: str) -> list[Target]:
+    """Issue 19's targets: ``ratio`` is the scenario level's gap-closing ratio, ``best`` the best label-free baseline."""
+    ci = "" if ratio.bootstrap_ci95 is None else f" [{ratio.bootstrap_ci95[0]:.2f}, {ratio.bootstrap_ci95[1]:.2f}]"
+    out = [Target("gap_closed", f"(learned - mse) / (oversample - mse) on rare scenes >= {GAP_CLOSED} (point value; needs a supported gap)",
+                  ratio.value is not None and ratio.value >= GAP_CLOSED,
+                  f"undefined: {ratio.undefined}" if ratio.undefined else f"{ratio.value:.2f}{ci} (two-level bootstrap 95 %)")]
+    d = levels["scenario"].difference("learned", best, RARE)
+    hull = _hull(d)
+    out.append(Target("beats_best_baseline", f"learned - {best} (best label-free baseline) on rare scenes: lower bound > 0",
+                      hull is not None and hull[0] > 0, f"{_signed(d)}, hull of both intervals {fmt_ci(RARE, hull, True)}"))
+    road = {lv: levels[lv].difference("learned", "mse", NORMAL) for lv in NORMAL_LEVELS}
+    out.append(Target("normal_road", "learned's normal-road infractions / km not above MSE's (point estimates, both measures)",
+                      all(d.estimate.value is not None and d.estimate.value <= 0 for d in road.values()),
+                      "learned - mse /km: " + ", ".join(f"{lv} {_signed(d)} {fmt_ci(NORMAL, _hull(d), True)}" for lv, d in road.items())))
+    return out + [protocol(levels)]
+
+
+def for_study(levels: dict[str, LevelStats], scarce: dict | None) -> list[Target] | None:
+    """The targets a study is judged on: issue 19's for a label-scarce one (``study.label_scarce``), else issue 18's
+    where they apply, else none."""
+    if scarce:
+        return judge_scarce(levels, scarce["gap_ratio"]["scenario"], scarce["best_baseline"])
+    return judge(levels) if applies(levels) else None
 
 
 def markdown(targets: list[Target], seeds: list[int]) -> str:
-    lines = [f"## Issue 18's targets ({len(seeds)} evaluation seeds, scenario level; normal road on both measures)", "",
+    lines = [f"## {title(targets)} ({len(seeds)} evaluation seeds, scenario level; normal road on both measures)", "",
              "Differences are learned - other (pass rates as fractions, infractions per km); * marks a supported one "
              "(both intervals exclude 0).", "",
              "| target | asks | met | measured |", "|---|---|---|---|"]
     lines += [f"| {t.name} | {t.asks} | {'**yes**' if t.met else 'no'} | {t.measured} |" for t in targets]
     return "\n".join(lines) + "\n"
+
+
+def title(targets: list[Target]) -> str:
+    """Whose targets these are: issue 19's (label-scarce) or issue 18's."""
+    return "Issue 19's targets (label-scarce)" if targets[0].name == "gap_closed" else "Issue 18's targets"
