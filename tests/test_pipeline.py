@@ -91,9 +91,15 @@ def test_quick_pipeline_end_to_end(quick_run):
 def test_dagger_curve_trains_each_round_as_the_trials_were_and_reuses_the_last(quick_run, tmp_path, cli_env):
     """`bench dagger-curve` on the pipeline's run: one point per DAgger round (0 = collected data only),
     each round's three models started from that round's model on that round's data; the last round is
-    the trials themselves when they started there."""
+    the trials themselves when they started there. The run was moved (as one restored from its --keep lives
+    elsewhere than the paths its report and requests name, here a directory that no longer exists): the curve
+    finds every trial, request and dataset inside the run it is given."""
     out, _ = quick_run
-    res = subprocess.run(METASTEER + ["bench", "dagger-curve", "--run", str(out), "--work", str(tmp_path / "curve"), "--episodes", "2",
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved, ignore=shutil.ignore_patterns("*.mp4"))
+    for f in [moved / "report.json", *moved.glob("tune/*/bo/trials/*/request.json")]:
+        f.write_text(f.read_text().replace(str(out), "/gone/run"))
+    res = subprocess.run(METASTEER + ["bench", "dagger-curve", "--run", str(moved), "--work", str(tmp_path / "curve"), "--episodes", "2",
                                       "--json", "--no-progress"], env=cli_env, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     curve = json.loads(res.stdout.strip().splitlines()[-1])
@@ -104,33 +110,15 @@ def test_dagger_curve_trains_each_round_as_the_trials_were_and_reuses_the_last(q
     finalist = {"mse": "mse"} | report["choice"]["best"]
     for name in ("mse", "oversample", "learned"):
         request = json.loads((Path(first["runs"][name]) / "request.json").read_text())
-        assert request["train"]["init_from"] == str(out / "runs" / "mse") and request["data"] == str(out / "data" / "train")
+        assert request["train"]["init_from"] == str(moved / "runs" / "mse") and request["data"] == str(moved / "data" / "train")
         assert set(first["models"][name]["pass_rate"]) == {"pedestrian", "obstacle", "sharp_bend", "rare"}
         trial_run = report["choice"]["finalists"][finalist[name]]["run"]
         trial = json.loads((Path(trial_run) / "request.json").read_text())
         assert request["loss"] == trial["loss"] and request["meta"] == trial["meta"] and request["train"]["steps"] == trial["train"]["steps"]
-        # the last round is the trial itself exactly when the trials started from the last DAgger model
-        assert (last["runs"][name] == trial_run) == report["dagger_decision"]["kept"]
+        # the last round is the trial itself (in the moved run) exactly when the trials started from the last DAgger model
+        assert (last["runs"][name] == trial_run.replace(str(out), str(moved))) == report["dagger_decision"]["kept"]
+        assert Path(last["runs"][name]).is_relative_to(moved if report["dagger_decision"]["kept"] else tmp_path / "curve")
     assert Path(curve["plot"]).exists()
-
-
-@pytest.mark.slow
-def test_dagger_curve_reads_a_pipeline_moved_to_another_directory(quick_run, tmp_path):
-    """A run restored from its --keep, or moved, lives elsewhere than the paths its report and requests name (here a
-    directory that no longer exists): the curve finds every trial, request and dataset inside the run it is given,
-    and its last round is the trials themselves when they started from the last DAgger model."""
-    from training.bench.dagger_curve import _round_runs
-
-    out, _ = quick_run
-    moved = tmp_path / "moved"
-    shutil.copytree(out, moved, ignore=shutil.ignore_patterns("*.mp4"))
-    for f in [moved / "report.json", *moved.glob("tune/*/bo/trials/*/request.json")]:
-        f.write_text(f.read_text().replace(str(out), "/gone/run"))
-    report = json.loads((moved / "report.json").read_text())
-    last = len(report["dagger"]["rounds"])
-    runs = _round_runs(moved, report, last, last, tmp_path / "work", False)
-    kept = report["dagger_decision"]["kept"]
-    assert all(path.is_relative_to(moved if kept else tmp_path / "work") for path in runs.values()), runs
 
 
 @pytest.mark.slow
