@@ -141,7 +141,7 @@ def test_a_meta_only_study_retrains_every_baselines_chosen_trial_and_pairs_learn
     assert all(("learned", b) in pairs(list(configs)) for b in BASELINES)
     scenes = scenario_table([{"category": "obstacle", "passed": True}, {"category": "pedestrian", "passed": False}])
     tables = {"scenario": {1: {k: scenes for k in configs}, 2: {k: scenes for k in configs}}}
-    scarce = label_scarce(r, tables)
+    scarce = label_scarce(r, tables, "meta-only")
     assert scarce["best_baseline"] == "steer-bins" and scarce["tuning_scores"]["steer-bins"] == 0.7
     assert scarce["gap_ratio"]["scenario"].undefined  # oversample - mse is 0 here: no ratio
     text = label_scarce_markdown(scarce, {"scenario": pool(tables["scenario"], pairs(list(configs)), "scenario", samples=100)})

@@ -139,15 +139,15 @@ def pairs(names: list[str]) -> list[tuple[str, str]]:
     return out + [("learned", k) for k in names if k not in ("learned", "mse")] if "learned" in names else out
 
 
-def label_scarce(tuning_report: dict, tables: dict[str, dict[int, dict[str, dict]]]) -> dict | None:
-    """Label-scarce studies (configurations hold label-free baselines): the best baseline, chosen on the tuning
-    seed's tuning routes (``tuning_scores``), and per level (``tables``: level -> seed -> configuration ->
-    per-unit table) the gap-closing ratio (learned - mse) / (oversample - mse) on the rare-scene pass rate;
-    None otherwise."""
+def label_scarce(tuning_report: dict, tables: dict[str, dict[int, dict[str, dict]]], labels: str) -> dict | None:
+    """Label-scarce studies (``labels`` not ``full``; a full-label study given a baseline's name as a further loss is
+    not one): the best baseline, chosen on the tuning seed's tuning routes (``tuning_scores``; None if no baseline
+    search had a finalist), and per level (``tables``: level -> seed -> configuration -> per-unit table) the
+    gap-closing ratio (learned - mse) / (oversample - mse) on the rare-scene pass rate; None otherwise."""
     from training.study_stats import gap_ratio
 
     configs = list(next(iter(next(iter(tables.values())).values())))
-    if not baselines(configs) or "learned" not in configs:
+    if labels == "full" or "learned" not in configs:
         return None
     return {"best_baseline": best_baseline(tuning_report), "tuning_scores": tuning_scores(tuning_report),
             "gap_ratio": {level: gap_ratio(t, "learned", "mse", "oversample", level) for level, t in tables.items()}}
@@ -163,9 +163,9 @@ def label_scarce_markdown(scarce: dict, levels: dict) -> str:
              "Best label-free baseline, chosen on the tuning seed's tuning routes (pooled pass rate of each one's chosen finalist: "
              + ", ".join(f"{b} {v:.0%}" for b, v in scores.items()) + f"): **{best}**.", ""]
     for level, lv in levels.items():
-        lines += [f"- {level} level: learned - {best} (the best baseline): "
-                  + difference_text(lv.difference("learned", best, "pass_rate_rare")) + "; gap-closing ratio "
-                  + gap_ratio_text(scarce["gap_ratio"][level])]
+        against = ("no baseline search had a finalist" if best is None
+                   else f"learned - {best} (the best baseline): " + difference_text(lv.difference("learned", best, "pass_rate_rare")))
+        lines += [f"- {level} level: {against}; gap-closing ratio " + gap_ratio_text(scarce["gap_ratio"][level])]
     return "\n".join(lines) + "\n"
 
 
@@ -231,7 +231,7 @@ def run_study(out: Path, world_cfg: WorldConfig, pcfg: PipelineConfig, cfg: Stud
     levels = {"scenario": pool(tables["scenario"], pairs(names), "scenario"), "route": pool(tables["route"], pairs(names), "route"),
               "clear_route": pool({s["seed"]: s["clear"] for s in per_seed}, pairs(names), "route")}
     tuning_report = read_json(tuning / "report.json")
-    scarce = label_scarce(tuning_report, tables)
+    scarce = label_scarce(tuning_report, tables, pcfg.labels)
     targets = study_targets.for_study(levels, scarce)
     shares = {k: float(configs[k]["train"]["rare_fraction"]) for k in names if k.startswith("oversample")}
     report = {"config": asdict(cfg), "pipeline": asdict(pcfg), "seeds": seeds, "tuning_seed": cfg.tuning_seed,

@@ -99,16 +99,20 @@ def protocol(levels: dict[str, LevelStats]) -> Target:
                   seeds >= MIN_SEEDS and routes >= MIN_ROUTES, f"{seeds} seeds, {routes}-{max(levels['route'].units_per_seed)} routes per seed")
 
 
-def judge_scarce(levels: dict[str, LevelStats], ratio: GapRatio, best: str) -> list[Target]:
+def judge_scarce(levels: dict[str, LevelStats], ratio: GapRatio, best: str | None) -> list[Target]:
     """Issue 19's targets: ``ratio`` is the scenario level's gap-closing ratio, ``best`` the best label-free baseline."""
     ci = "" if ratio.bootstrap_ci95 is None else f" [{ratio.bootstrap_ci95[0]:.2f}, {ratio.bootstrap_ci95[1]:.2f}]"
     out = [Target("gap_closed", f"(learned - mse) / (oversample - mse) on rare scenes >= {GAP_CLOSED} (point value; needs a supported gap)",
                   ratio.value is not None and ratio.value >= GAP_CLOSED,
                   f"undefined: {ratio.undefined}" if ratio.undefined else f"{ratio.value:.2f}{ci} (two-level bootstrap 95 %)")]
-    d = levels["scenario"].difference("learned", best, RARE)
-    hull = _hull(d)
-    out.append(Target("beats_best_baseline", f"learned - {best} (best label-free baseline) on rare scenes: lower bound > 0",
-                      hull is not None and hull[0] > 0, f"{_signed(d)}, hull of both intervals {fmt_ci(RARE, hull, True)}"))
+    if best is None:
+        out.append(Target("beats_best_baseline", "learned - the best label-free baseline on rare scenes: lower bound > 0", False,
+                          "no baseline search had a finalist"))
+    else:
+        d = levels["scenario"].difference("learned", best, RARE)
+        hull = _hull(d)
+        out.append(Target("beats_best_baseline", f"learned - {best} (best label-free baseline) on rare scenes: lower bound > 0",
+                          hull is not None and hull[0] > 0, f"{_signed(d)}, hull of both intervals {fmt_ci(RARE, hull, True)}"))
     road = {lv: levels[lv].difference("learned", "mse", NORMAL) for lv in NORMAL_LEVELS}
     out.append(Target("normal_road", "learned's normal-road infractions / km not above MSE's (point estimates, both measures)",
                       all(d.estimate.value is not None and d.estimate.value <= 0 for d in road.values()),
