@@ -161,6 +161,11 @@ MUTATIONS = (
              ("tests/test_bench_architecture.py::test_kept_seeds_are_read_not_rerun_and_other_settings_are_refused",)),
     Mutation("a pipeline's --keep is not restored", "training/pipeline.py", "    if keep:\n        restore(out, keep)\n", "",
              ("tests/test_pipeline.py::test_a_pipeline_whose_out_was_lost_resumes_from_its_keep_without_running_a_search_again",), slow=True),
+    Mutation("ROS domains picked at random, not reserved", "metasteer/nodes/launching.py", "    LOCK_DIR.mkdir(exist_ok=True)\n",
+             "    return random.choice(DOMAINS)\n", ("tests/test_domains.py::test_reserved_domains_are_distinct_within_and_across_live_processes",)),
+    Mutation("a forked worker reuses its parent's domain", "metasteer/nodes/launching.py", "_own[os.getpid()] = reserve_domain()\n    return _own[os.getpid()]",
+             "_own[0] = reserve_domain()\n    return next(iter(_own.values()))",
+             ("tests/test_domains.py::test_a_forked_worker_gets_its_own_domain_and_its_parent_keeps_one",)),
 )
 
 

@@ -1,11 +1,10 @@
 """The ROS 2 node for real: rclpy pub/sub across processes on a private loopback domain
-(ROS_LOCALHOST_ONLY=1, random ROS_DOMAIN_ID), real onnxruntime, real model files, and
+(ROS_LOCALHOST_ONLY=1, a reserved ROS_DOMAIN_ID), real onnxruntime, real model files, and
 carla-ros-bridge's message types (carla_msgs, built into the environment by the set-up); the
 fallback message set (no carla_msgs) is tested on its own at the end."""
 
 import json
 import os
-import random
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -16,9 +15,9 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from metasteer.nodes.launching import ros_env, start, stop  # noqa: E402
+from metasteer.nodes.launching import reserve_domain, ros_env, start, stop  # noqa: E402
 
-DOMAIN = random.randint(100, 200)
+DOMAIN = reserve_domain()  # the harness's; drives in this process get the process's own
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +154,7 @@ def test_bridge_and_node_drive_an_episode_across_processes(models, tmp_path, int
     carla_msgs): sim time on /clock, every step answered, time and distance agree with the world's."""
     from training.drive import DriveConfig, drive
 
-    result = drive(models["a"], DriveConfig(seed=2, max_time_s=8.0, interface=interface), log_dir=tmp_path, domain_id=DOMAIN + 1)
+    result = drive(models["a"], DriveConfig(seed=2, max_time_s=8.0, interface=interface), log_dir=tmp_path)
     steps = round(result["time_s"] / 0.05)  # a barely trained model may leave the road early: the episode then ends
     (mid, answered), = result["controls_by_model"].items()
     assert steps >= 10 and answered >= steps - 1 and result["control_timeouts"] <= 1  # every step answered by the model

@@ -28,7 +28,7 @@ class DriveConfig:
 
 def drive(model: str | Path, cfg: DriveConfig = DriveConfig(), log_dir: Path | None = None, domain_id: int | None = None) -> dict:
     """One episode through ROS 2: the embedded bridge and the steering node (driving ``model``) as two
-    processes on a private loopback domain (``domain_id``, random if None), both on the bridge's sim
+    processes on a private loopback domain (``domain_id``, else the process's reserved one), both on the bridge's sim
     time. Returns the world's episode metrics, the node's infraction summary per model id, and
     ``logs``, the directory of both logs. ``cfg.record``: a third process (``simulator.bag_recorder``)
     writes the run to a rosbag2 MCAP, and the bridge waits for it to subscribe before the first step."""
