@@ -33,7 +33,7 @@ def _stream(h, n: int = 5) -> set:
 def test_a_node_started_without_a_model_brakes_every_frame_and_reports_error(harness, steering_node):
     h = harness
     proc = steering_node(model_path="''", diagnostics_period_s=0.2)
-    wait_for_node(h)
+    wait_for_node(h, proc)
     h.commands.clear()
     sent = _stream(h)
     answers = [c for c in h.commands if c.stamp in sent]
@@ -46,7 +46,7 @@ def test_a_node_started_without_a_model_brakes_every_frame_and_reports_error(har
 def test_an_inference_error_brakes_the_frame_and_is_logged(harness, steering_node, fault_models, tmp_path):
     h = harness
     proc = steering_node(model_path=fault_models["error"])
-    wait_for_node(h)
+    wait_for_node(h, proc)
     h.commands.clear()
     sent = _stream(h)
     answers = [c for c in h.commands if c.stamp in sent]
@@ -57,8 +57,8 @@ def test_an_inference_error_brakes_the_frame_and_is_logged(harness, steering_nod
 
 def test_the_watchdog_brakes_before_the_first_frame(harness, steering_node):
     h = harness
-    steering_node(camera_timeout_s=0.3)
-    wait_for_node(h)
+    proc = steering_node(camera_timeout_s=0.3)
+    wait_for_node(h, proc)
     h.commands.clear()
     spin(h, 1.0)  # no frame yet: a car must not roll on the last command of whatever drove before
     assert len(h.commands) >= 5 and all(c.brake == 1.0 and c.throttle == 0.0 for c in h.commands)
@@ -66,8 +66,8 @@ def test_the_watchdog_brakes_before_the_first_frame(harness, steering_node):
 
 def test_a_negative_out_of_range_steer_is_clamped_to_full_left(harness, steering_node, fault_models):
     h = harness
-    steering_node(model_path=fault_models["left3"])
-    wait_for_node(h)
+    proc = steering_node(model_path=fault_models["left3"])
+    wait_for_node(h, proc)
     h.commands.clear()
     sent = _stream(h)
     answers = [c for c in h.commands if c.stamp in sent]

@@ -130,17 +130,21 @@ def steering_node(models, tmp_path):
         stop(p)
 
 
-def wait_for_node(h, timeout=30.0, replies=None):
-    """Until the node just started is matched both ways: a command of it has arrived (it brakes from start-up
-    until it answers a frame: the reply path works) and its /diagnostics count a matched camera publisher (ours).
-    Graph discovery alone comes first, and a reliable volatile reader drops what was sent before it matched.
+def wait_for_node(h, proc, timeout=30.0, replies=None):
+    """Until the node ``proc`` is matched both ways: its own /diagnostics (its pid: a stopped node's last reports
+    can still be queued here, and passed for a new one's on a loaded machine) count a matched camera publisher
+    (ours), and a command arrives after that (it brakes from start-up until it answers a frame: the reply path
+    works). Graph discovery alone comes first, and a reliable volatile reader drops what was sent before it matched.
     ``replies``: the list its commands arrive in (default the harness's)."""
     replies = h.commands if replies is None else replies
-    replies.clear()
     h.diagnostics.clear()
     end = time.monotonic() + timeout
-    while not (replies and any(int(_values(d).get("camera_publishers", "0")) > 0 for d in h.diagnostics)):
-        assert time.monotonic() < end, "steering node did not come up (no command, or its camera reader matched nothing)"
+    while not any(_values(d).get("pid") == str(proc.pid) and int(_values(d).get("camera_publishers", "0")) > 0 for d in h.diagnostics):
+        assert time.monotonic() < end, "steering node did not come up (no diagnostics of its own, or its camera reader matched nothing)"
+        spin(h, 0.05)
+    replies.clear()
+    while not replies:
+        assert time.monotonic() < end, "steering node sent no command"
         spin(h, 0.05)
 
 
@@ -190,7 +194,7 @@ def test_the_bridge_takes_as_a_steps_command_only_the_answer_to_that_steps_frame
 def test_malformed_images_are_dropped_and_the_node_lives(harness, steering_node):
     h = harness
     proc = steering_node(diagnostics_period_s=0.2)  # several reports in the 1.2 s read below, even on a loaded machine
-    wait_for_node(h)
+    wait_for_node(h, proc)
     good = frame(h)
     bad = [frame(h, encoding="mono8"), frame(h, encoding="rgba16"), frame(h, step=100),
            frame(h, data=good.data[: len(good.data) // 3]), frame(h, width=0, height=0, data=b""),
@@ -219,7 +223,7 @@ def test_hot_swap_ten_times_while_streaming(harness, steering_node, models):
 
     h = harness
     proc = steering_node()
-    wait_for_node(h)
+    wait_for_node(h, proc)
     client = AsyncParameterClient(h.node, "metasteer_steering")
     assert client.wait_for_services(timeout_sec=10.0)
     h.commands.clear()
@@ -274,8 +278,8 @@ def test_hot_swap_ten_times_while_streaming(harness, steering_node, models):
 
 def test_camera_loss_after_driving_brakes_within_the_timeout(harness, steering_node):
     h = harness
-    steering_node(camera_timeout_s=0.3)
-    wait_for_node(h)
+    proc = steering_node(camera_timeout_s=0.3)
+    wait_for_node(h, proc)
     h.commands.clear()
     for _ in range(10):
         h.image_pub.publish(frame(h))
@@ -294,8 +298,8 @@ def test_camera_loss_after_driving_brakes_within_the_timeout(harness, steering_n
 @pytest.mark.parametrize("model, expected", [("steer3", "clamped"), ("nan", "brake")])
 def test_out_of_range_output_is_clamped_and_non_finite_output_brakes(harness, steering_node, models, model, expected):
     h = harness
-    steering_node(model_path=models[model], diagnostics_period_s=0.2)
-    wait_for_node(h)
+    proc = steering_node(model_path=models[model], diagnostics_period_s=0.2)
+    wait_for_node(h, proc)
     h.commands.clear()
     for _ in range(5):
         h.image_pub.publish(frame(h))
@@ -312,7 +316,7 @@ def test_out_of_range_output_is_clamped_and_non_finite_output_brakes(harness, st
 def test_infraction_log_contents(harness, steering_node, tmp_path):
     h = harness
     proc = steering_node()
-    wait_for_node(h)
+    wait_for_node(h, proc)
     h.image_pub.publish(frame(h))
     spin(h, 0.5)
     now = h.node.get_clock().now().to_msg()
@@ -332,8 +336,8 @@ def test_infraction_log_contents(harness, steering_node, tmp_path):
 
 def test_stale_frames_get_no_command_a_counter_and_a_warning_naming_use_sim_time(harness, steering_node, tmp_path):
     h = harness
-    steering_node(diagnostics_period_s=0.2)
-    wait_for_node(h)
+    proc = steering_node(diagnostics_period_s=0.2)
+    wait_for_node(h, proc)
     h.commands.clear()
     for _ in range(5):
         h.image_pub.publish(frame(h, stamp_s=0))  # stamped at t = 0 (sim time / unstamped) while the node runs on wall time
@@ -359,7 +363,7 @@ def test_the_fallback_message_set_without_carla_msgs(harness, steering_node, mod
     collision_pub = h.node.create_publisher(String, f"{base}/collision", 10)
     joys = []
     h.node.create_subscription(Joy, f"{base}/vehicle_control_cmd", joys.append, 10)
-    wait_for_node(h, replies=joys)
+    wait_for_node(h, proc, replies=joys)
     collision_pub.publish(String(data="not json"))
     collision_pub.publish(String(data=json.dumps({"other_actor_id": 7, "normal_impulse": [50.0, 0.0, 0.0]})))
     for _ in range(3):
@@ -431,7 +435,7 @@ def test_a_silent_camera_brakes_whatever_simulation_time_does(harness, steering_
     generous 0.5 s), drives again on frames of the new time, logs the jump, and counts none of it as driving."""
     h = harness
     proc = steering_node(use_sim_time=True)
-    wait_for_node(h)
+    wait_for_node(h, proc)
     t, sent = run_sim(h, 100.0, 1.5)
     assert [c for c in h.commands if not is_brake(c)], "no driving command on frames in simulation time"
     h.commands.clear()
@@ -464,8 +468,8 @@ def test_a_simulator_slower_than_real_time_is_not_braked(harness, steering_node)
     """Simulation time at a quarter of real time, frames on time (one per 0.05 s of simulation time, so
     0.2 s of real time apart): the node drives on them, and no brake comes between them."""
     h = harness
-    steering_node(use_sim_time=True)
-    wait_for_node(h)
+    proc = steering_node(use_sim_time=True)
+    wait_for_node(h, proc)
     t, _ = run_sim(h, 100.0, 1.0)
     h.commands.clear()
     _, sent = run_sim(h, t, 4.0, rate=0.25)
@@ -477,8 +481,8 @@ def test_stale_frames_do_not_hold_off_the_watchdog(harness, steering_node):
     """A camera that sends only stale frames (stamped before a forward jump of the clock, say) is driven
     on by nothing: the node brakes as for a silent camera."""
     h = harness
-    steering_node()
-    wait_for_node(h)
+    proc = steering_node()
+    wait_for_node(h, proc)
     for _ in range(10):
         h.image_pub.publish(frame(h))
         spin(h, 0.05)

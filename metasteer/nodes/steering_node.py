@@ -197,6 +197,7 @@ class SteeringNode(Node):
         # publishers this node's readers have matched: DDS drops what a writer sends before that
         values["camera_publishers"] = str(self.camera_sub.get_publisher_count())
         values["speedometer_publishers"] = str(self.speed_sub.get_publisher_count())
+        values["pid"] = str(os.getpid())  # which process this is, where two nodes (or a dead one's last reports) share a topic
         s = self.core.stats
         level = DiagnosticStatus.ERROR if self.core.policy is None else DiagnosticStatus.WARN if (s.malformed or s.stale or s.non_finite) else DiagnosticStatus.OK
         status = DiagnosticStatus(level=level, name=STATUS_NAME, hardware_id=values["model_id"],
