@@ -6,8 +6,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 METASTEER = [sys.executable, "-m", "training.cli"]
-# the files whose tests talk over DDS: each draws its loopback domain at random, so under `pytest -n` they share one
-# worker (never two at once, never meeting on one domain); every other file keeps its tests (and module fixtures) together
+# the files whose tests talk over DDS share one worker under `pytest -n` (never two node-starting tests at once; their
+# domains are reserved per process since 2026-12-02, `launching.reserve_domain`); every other file keeps its tests together
 ROS_FILES = {"test_node_faults", "test_node_soak", "test_record", "test_ros"}
 
 
