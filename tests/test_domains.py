@@ -1,5 +1,5 @@
-"""Concurrent runs on one machine never share a ROS domain (``metasteer.nodes.launching.reserve_domain``): a
-shared one let a node answer another test's frames. Reservations live in child processes: a test worker's own stay free."""
+"""Concurrent runs on one machine never share a ROS domain (``metasteer.nodes.launching.reserve_domain``): on
+a shared one a node would answer another run's frames. Reservations live in child processes: a test worker's own stay free."""
 
 import json
 import subprocess

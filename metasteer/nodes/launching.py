@@ -35,7 +35,7 @@ def die_with_parent(parent: int) -> None:
 
 def reserve_domain() -> int:
     """A domain no other live process on this machine holds (an flock on a file per domain, kept until exit):
-    two random picks collided between test workers, and a node then answered another's frames."""
+    random picks can collide between concurrent runs, and a node would then answer another run's frames."""
     LOCK_DIR.mkdir(exist_ok=True)
     for domain in random.sample(DOMAINS, len(DOMAINS)):
         fd = os.open(LOCK_DIR / f"{domain}.lock", os.O_CREAT | os.O_RDWR, 0o666)
